@@ -1,0 +1,375 @@
+"""The typed, immutable settings that a YAML file validates into.
+
+pydantic v2 does the validation: it is the best-kept validation library for
+Python, its errors carry the exact location (`loc`) that the loader maps back
+to a YAML line, `extra="forbid"` turns every unknown key into an error (a typo
+must not silently disable a guard) and `frozen=True` makes the settings
+immutable, so a reload swaps one whole object instead of editing a live one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from wardent.config.units import format_duration, parse_duration, parse_size
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Address(Model):
+    """A listening or connecting address: host and port, or a unix socket path."""
+
+    host: str = ""
+    port: int = 0
+    unix_path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.unix_path is not None
+
+    def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"unix:{self.unix_path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(value: object) -> Address:
+    if isinstance(value, Address):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected "HOST:PORT", "[IPV6]:PORT" or "unix:/path/to.sock"')
+    text = value.strip()
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path.startswith("/"):
+            raise ValueError(f"{text!r}: a unix socket needs an absolute path, as unix:/run/x.sock")
+        return Address(unix_path=path)
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not HOST:PORT, [IPV6]:PORT or unix:/path")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    return Address(host=host, port=port)
+
+
+AddressField = Annotated[Address, BeforeValidator(parse_address), PlainSerializer(str)]
+
+
+def is_loopback(address: Address) -> bool:
+    if address.is_unix or address.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return False
+
+
+class Listen(Model):
+    public: AddressField
+    admin: AddressField = Field(default_factory=lambda: parse_address("127.0.0.1:9180"))
+    backlog: int = Field(default=1024, ge=1, le=65535)
+    unix_socket_mode: int = Field(default=0o660, ge=0, le=0o777)
+
+    @field_validator("admin")
+    @classmethod
+    def _admin_is_loopback(cls, value: Address) -> Address:
+        if not is_loopback(value):
+            raise ValueError(
+                f"the admin listener must be loopback or a unix socket, not {value}: "
+                "it can ban clients and read the configuration"
+            )
+        return value
+
+
+class Upstream(Model):
+    url: str
+    connect_timeout: Duration = 2.0
+    read_timeout: Duration = 60.0
+    send_timeout: Duration = 60.0
+    max_connections: int = Field(default=256, ge=1)
+    max_idle: int = Field(default=64, ge=0)
+    idle_timeout: Duration = 60.0
+    retry_idempotent: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if value.startswith("unix:/"):
+            return value
+        match = re.fullmatch(r"http://(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+)(?::(\d+))?/?", value)
+        if match is None:
+            raise ValueError(
+                f"{value!r}: expected http://HOST[:PORT] or unix:/path/to.sock "
+                "(TLS to the upstream is not supported: keep it on loopback or a socket)"
+            )
+        if match.group(2) is not None and not 1 <= int(match.group(2)) <= 65535:
+            raise ValueError(f"{value!r}: port {match.group(2)} is outside 1-65535")
+        return value.rstrip("/")
+
+    @property
+    def address(self) -> Address:
+        if self.url.startswith("unix:"):
+            return Address(unix_path=self.url[len("unix:") :])
+        rest = self.url[len("http://") :]
+        if rest.startswith("["):
+            host, _, port = rest[1:].partition("]")
+            return Address(host=host, port=int(port.lstrip(":") or 80))
+        host, _, port = rest.partition(":")
+        return Address(host=host, port=int(port or 80))
+
+    @property
+    def host_header(self) -> str:
+        return "localhost" if self.url.startswith("unix:") else self.url[len("http://") :]
+
+
+def _check_trusted_proxy(entry: str, info: ValidationInfo) -> str:
+    """Validate one trusted_proxies entry where it is written, so an error has its line."""
+    _networks_of(entry, _base_dir(info))
+    return entry
+
+
+class ClientIP(Model):
+    header: str = "CF-Connecting-IP"
+    trusted_proxies: tuple[Annotated[str, AfterValidator(_check_trusted_proxy)], ...] = ()
+    trust_unix_socket: bool = True
+    forwarded_for: bool = True
+    ipv6_prefix: int = Field(default=64, ge=1, le=128)
+    ipv4_prefix: int = Field(default=32, ge=1, le=32)
+    networks: tuple[Network, ...] = Field(default=(), exclude=True)
+
+    @field_validator("header")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return _header_name(value)
+
+    @model_validator(mode="after")
+    def _expand_networks(self, info: ValidationInfo) -> ClientIP:
+        # `networks` given explicitly (programmatic construction) wins; the
+        # loader rejects it in YAML, where only trusted_proxies may be written.
+        if "networks" not in self.model_fields_set:
+            base = _base_dir(info)
+            networks = [net for entry in self.trusted_proxies for net in _networks_of(entry, base)]
+            object.__setattr__(self, "networks", tuple(networks))
+        return self
+
+
+def _header_name(value: str) -> str:
+    if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+        raise ValueError(f"{value!r} is not a valid header name")
+    return value
+
+
+def _networks_of(entry: str, base: Path) -> list[Network]:
+    if entry.startswith("file:"):
+        path = _find_file(entry[len("file:") :], base)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"file {str(path)!r} cannot be read: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"file {str(path)!r} is not UTF-8 text") from None
+        networks = []
+        for number, line in enumerate(text.splitlines(), 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise ValueError(f"{path}:{number}: {text!r} is not an IP network") from None
+        return networks
+    try:
+        return [ipaddress.ip_network(entry, strict=False)]
+    except ValueError:
+        raise ValueError(f"{entry!r} is not an IP address or CIDR (or file:PATH of them)") from None
+
+
+def _find_file(name: str, base: Path) -> Path:
+    """Relative paths are tried against the working directory, then the config's.
+
+    An absolute path is returned as is, so reading it reports the real reason
+    (missing, permission denied) instead of a generic "not found".
+    """
+    candidate = Path(name)
+    if candidate.is_absolute():
+        return candidate
+    for root in (Path.cwd(), base):
+        if (root / candidate).exists():
+            return root / candidate
+    raise ValueError(f"file {name!r} not found (relative to {Path.cwd()} or {base})")
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir", "."))
+
+
+class SecretSource(Model):
+    """Where a secret lives: an environment variable or a file (systemd credentials).
+
+    The value is read while validating, so a missing or empty secret is an error
+    at the secret's own YAML line, and it never appears in repr, logs or /config.
+    """
+
+    env: str | None = None
+    file: str | None = None
+    value: bytes = Field(default=b"", exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("expected {env: NAME} or {file: PATH}")
+        if "value" in data:
+            raise ValueError("secrets never live in the YAML: use {env: NAME} or {file: PATH}")
+        env, file = data.get("env"), data.get("file")
+        if (env is None) == (file is None):
+            raise ValueError("expected exactly one of {env: NAME} or {file: PATH}")
+        context = info.context or {}
+        environ: dict[str, str] = context.get("environ", os.environ)
+        if env is not None:
+            if not isinstance(env, str):
+                raise ValueError("env must name an environment variable")
+            raw = environ.get(env)
+            if raw is None:
+                raise ValueError(f"environment variable {env} is not set")
+            if not raw.strip():
+                raise ValueError(f"environment variable {env} is empty")
+            return {**data, "value": raw.strip().encode()}
+        if not isinstance(file, str):
+            raise ValueError("file must be a path")
+        path = _find_file(file, _base_dir(info))
+        try:
+            raw_bytes = path.read_bytes()
+        except OSError as error:
+            raise ValueError(f"secret file {file} cannot be read: {error.strerror}") from None
+        if not raw_bytes.strip():
+            raise ValueError(f"secret file {file} is empty")
+        return {**data, "value": raw_bytes.strip()}
+
+    def __str__(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class Secrets(Model):
+    admin_token: SecretSource | None = None
+
+
+class Http(Model):
+    max_header_size: Annotated[int, BeforeValidator(parse_size), Field(ge=1024)] = 16384
+    max_header_count: int = Field(default=100, ge=8)
+    header_timeout: Duration = 10.0
+    keepalive_timeout: Duration = 75.0
+    max_pipelined: int = Field(default=16, ge=1)
+    request_id_header: str = "X-Request-ID"
+    trust_request_id: bool = True
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return _header_name(value)
+
+
+class Match(Model):
+    path_prefix: str | None = None
+    path_regex: str | None = None
+    methods: tuple[str, ...] = ()
+    host: str | None = None
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r}: path_prefix must start with /")
+        return value
+
+    @field_validator("path_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"path_regex does not compile: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_path(self) -> Match:
+        if self.path_prefix is not None and self.path_regex is not None:
+            raise ValueError("give path_prefix or path_regex, not both")
+        return self
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(method.upper() for method in value)
+
+
+class Route(Model):
+    name: str = ""
+    match: Match
+
+    @model_validator(mode="after")
+    def _named(self) -> Route:
+        if not self.name:
+            derived = self.match.path_prefix or self.match.path_regex or self.match.host or "any"
+            object.__setattr__(self, "name", derived)
+        return self
+
+
+class Telemetry(Model):
+    access_log: Literal["json", "off"] = "json"
+    access_log_path: str = "-"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    service_name: str = "wardent"
+
+
+class Settings(Model):
+    listen: Listen
+    upstream: Upstream
+    client_ip: ClientIP = Field(default_factory=ClientIP)
+    http: Http = Field(default_factory=Http)
+    secrets: Secrets = Field(default_factory=Secrets)
+    routes: tuple[Route, ...] = ()
+    telemetry: Telemetry = Field(default_factory=Telemetry)
+    shutdown_timeout: Duration = 30.0
+    debug_headers: bool = False
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_route_names(cls, routes: tuple[Route, ...]) -> tuple[Route, ...]:
+        names = [route.name for route in routes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"route names must be unique: {', '.join(duplicates)} repeated "
+                "(a route without a name is named after its match: give each a name)"
+            )
+        return routes

@@ -1,0 +1,107 @@
+"""The one object that travels through the phases of a request (like Pingora's CTX)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from wardent.identify import DEFAULT_ROUTE, Client, CompiledRoute
+
+if TYPE_CHECKING:
+    from wardent.transport.server import ClientConnection
+    from wardent.transport.upstream import UpstreamConnection
+
+
+class RequestContext:
+    __slots__ = (
+        "body_buffer",
+        "body_buffered",
+        "bytes_in",
+        "bytes_out",
+        "chunked",
+        "client",
+        "close_after",
+        "conn",
+        "conn_tokens",
+        "content_length",
+        "done",
+        "expect_continue",
+        "framing",
+        "has_body",
+        "headers",
+        "header_bytes",
+        "host",
+        "http_11",
+        "keep_alive",
+        "last_client_read",
+        "method",
+        "method_raw",
+        "path",
+        "reason",
+        "request_done",
+        "request_id",
+        "response_started",
+        "retried",
+        "route",
+        "shadow_reasons",
+        "start",
+        "status",
+        "target",
+        "task",
+        "timer",
+        "until_close",
+        "upgrade",
+        "upgrade_buffer",
+        "upstream",
+        "upstream_duration",
+        "upstream_start",
+        "user_agent",
+        "values",
+    )
+
+    def __init__(self, conn: ClientConnection, start: float) -> None:
+        self.conn = conn
+        self.start = start
+        self.method = ""
+        self.method_raw = b""
+        self.target = b""
+        self.path = ""
+        self.host = b""
+        # (lower-cased name, name as sent, value): the rewrite keeps the sender's case.
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        self.header_bytes = 0
+        # The few headers the proxy itself reads, by lower-cased name, with a count.
+        self.values: dict[bytes, bytes] = {}
+        self.conn_tokens: set[bytes] | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.has_body = False
+        self.expect_continue = False
+        self.upgrade = False
+        self.keep_alive = True
+        self.http_11 = True
+        self.client: Client | None = None
+        self.route: CompiledRoute = DEFAULT_ROUTE
+        self.request_id = b""
+        self.user_agent: bytes | None = None
+        self.body_buffer: list[bytes] = []
+        self.body_buffered = 0
+        self.upgrade_buffer: list[bytes] = []
+        self.request_done = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_client_read = conn.loop.time()
+        self.status = 0
+        self.framing = 0
+        self.until_close = False
+        self.response_started = False
+        self.done = False
+        self.close_after = False
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_start = 0.0
+        self.upstream_duration: float | None = None
+        self.retried = False
+        self.reason: str | None = None
+        self.shadow_reasons: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None

@@ -1,0 +1,282 @@
+"""The process: listeners, the upstream pool, the admin API, reload and graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from wardent.admin.api import build_admin_app, start_admin
+from wardent.config.load import ConfigError, load_settings
+from wardent.config.schema import Address, Settings
+from wardent.context import RequestContext
+from wardent.observe.access_log import AccessEntry, AccessLog, NullAccessLog, utc_timestamp
+from wardent.observe.app_log import configure_logging
+from wardent.observe.loop_lag import LoopLagMonitor
+from wardent.observe.metrics import GatewayMetrics
+from wardent.runtime import RequestIds, Runtime
+from wardent.transport.server import ClientConnection
+from wardent.transport.upstream import UpstreamPool
+
+log = logging.getLogger("wardent")
+
+
+class Gateway:
+    """One event loop's worth of Wardent. The request path reads `runtime` and `pool`."""
+
+    def __init__(self, config_path: Path, settings: Settings) -> None:
+        self.config_path = config_path
+        self.loop = asyncio.get_running_loop()
+        self.metrics = GatewayMetrics()
+        self.runtime = Runtime(settings)
+        self.pool = self._make_pool(settings)
+        self.access_log: AccessLog | NullAccessLog = _make_access_log(settings)
+        self.connections: set[ClientConnection] = set()
+        self.request_ids = RequestIds()
+        self.stopping = False
+        self.server: asyncio.Server | None = None
+        self.admin: web.AppRunner | None = None
+        self.lag = LoopLagMonitor(self.metrics)
+        self._stopped = asyncio.Event()
+
+    # -- the AdminBackend protocol ------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def admin_token(self) -> bytes | None:
+        token = self.settings.secrets.admin_token
+        return token.value if token is not None else None
+
+    async def upstream_reachable(self) -> bool:
+        if self.pool.idle or self.pool.open:
+            return True
+        address = self.settings.upstream.address
+        try:
+            async with asyncio.timeout(self.settings.upstream.connect_timeout):
+                if address.unix_path is not None:
+                    _, writer = await asyncio.open_unix_connection(address.unix_path)
+                else:
+                    _, writer = await asyncio.open_connection(address.host, address.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    def render_metrics(self) -> bytes:
+        return self.metrics.render()
+
+    async def reload(self) -> list[str]:
+        """Validate first, then swap the whole runtime at once; on error keep the old one."""
+        try:
+            settings = await asyncio.to_thread(load_settings, self.config_path)
+        except ConfigError as error:
+            self.metrics.config_reloads_failed += 1
+            issues = [str(issue) for issue in error.issues]
+            log.error("reload refused: the old configuration stays", extra={"issues": issues})
+            return issues
+        old = self.settings
+        changed_listeners = settings.listen != old.listen
+        self.runtime = Runtime(settings)
+        if settings.upstream != old.upstream:
+            old_pool, self.pool = self.pool, self._make_pool(settings)
+            old_pool.close()
+        if settings.telemetry != old.telemetry:
+            self.access_log.close()
+            self.access_log = _make_access_log(settings)
+            self.access_log.start(self.loop)
+        self.metrics.config_reloads_ok += 1
+        log.info(
+            "configuration reloaded",
+            extra={"listeners_changed_need_restart": changed_listeners},
+        )
+        return []
+
+    # -- record --------------------------------------------------------------
+    def record(self, ctx: RequestContext) -> None:
+        self.metrics.in_flight -= 1
+        duration = time.perf_counter() - ctx.start
+        status = ctx.status or 499
+        self.metrics.count_request(ctx.route.name, status, duration, ctx.upstream_duration)
+        client = ctx.client
+        conn = ctx.conn
+        self.access_log.record(
+            AccessEntry(
+                time=utc_timestamp(time.time()),
+                request_id=ctx.request_id.decode("latin-1"),
+                client_ip=client.ip if client is not None else conn.peer_ip,
+                peer=conn.peer_ip,
+                method=ctx.method,
+                path=ctx.target.decode("latin-1"),
+                status=status,
+                bytes_in=ctx.bytes_in,
+                bytes_out=ctx.bytes_out,
+                duration_ms=round(duration * 1000, 3),
+                upstream_ms=(
+                    round(ctx.upstream_duration * 1000, 3)
+                    if ctx.upstream_duration is not None
+                    else None
+                ),
+                route=ctx.route.name,
+                reason=ctx.reason,
+                user_agent=ctx.user_agent.decode("latin-1") if ctx.user_agent else None,
+            )
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+    def _make_pool(self, settings: Settings) -> UpstreamPool:
+        upstream = settings.upstream
+        return UpstreamPool(
+            upstream.address,
+            connect_timeout=upstream.connect_timeout,
+            max_connections=upstream.max_connections,
+            max_idle=upstream.max_idle,
+            idle_timeout=upstream.idle_timeout,
+            metrics=self.metrics,
+        )
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.access_log.start(self.loop)
+        self.lag.start()
+        self.server = await _listen(
+            self.loop,
+            lambda: ClientConnection(self),
+            settings.listen.public,
+            backlog=settings.listen.backlog,
+            mode=settings.listen.unix_socket_mode,
+        )
+        self.admin = await start_admin(build_admin_app(self), settings.listen.admin)
+        log.info(
+            "wardent serving",
+            extra={
+                "public": _bound(self.server, settings.listen.public),
+                "admin": str(settings.listen.admin),
+                "upstream": settings.upstream.url,
+                "pid": os.getpid(),
+            },
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish up to the deadline, then close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        deadline = self.loop.time() + self.settings.shutdown_timeout
+        log.info("stopping", extra={"in_flight": self.metrics.in_flight})
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.pool.close()
+        if self.admin is not None:
+            await self.admin.cleanup()
+        await self.lag.stop()
+        self.access_log.close()
+        public = self.settings.listen.public
+        if public.unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(public.unix_path)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _make_access_log(settings: Settings) -> AccessLog | NullAccessLog:
+    telemetry = settings.telemetry
+    if telemetry.access_log == "off":
+        return NullAccessLog()
+    return AccessLog(telemetry.access_log_path)
+
+
+async def _listen(
+    loop: asyncio.AbstractEventLoop,
+    factory: object,
+    address: Address,
+    *,
+    backlog: int,
+    mode: int,
+) -> asyncio.Server:
+    if address.unix_path is not None:
+        path = Path(address.unix_path)
+        if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+            path.unlink()  # a stale socket from a previous run (kill -9)
+        server = await loop.create_unix_server(factory, str(path), backlog=backlog)  # type: ignore[arg-type]
+        os.chmod(path, mode)
+        return server
+    return await loop.create_server(
+        factory,  # type: ignore[arg-type]
+        address.host,
+        address.port,
+        backlog=backlog,
+        reuse_address=True,
+    )
+
+
+def _bound(server: asyncio.Server, address: Address) -> str:
+    if address.unix_path is not None:
+        return str(address)
+    sockets = server.sockets
+    if not sockets:
+        return str(address)
+    host, port = sockets[0].getsockname()[:2]
+    return f"[{host}]:{port}" if sockets[0].family == socket.AF_INET6 else f"{host}:{port}"
+
+
+async def _serve(config_path: Path, settings: Settings) -> int:
+    gateway = Gateway(config_path, settings)
+    loop = gateway.loop
+    try:
+        await gateway.start()
+    except OSError as error:
+        log.error("cannot listen: %s", error)
+        await gateway.stop()
+        return 1
+
+    def on_term() -> None:
+        loop.create_task(gateway.stop())
+
+    def on_hup() -> None:
+        loop.create_task(gateway.reload())
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    loop.add_signal_handler(signal.SIGINT, on_term)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await gateway.wait_stopped()
+    log.info("stopped")
+    return 0
+
+
+def run_gateway(config_path: str, workers: int | None = 1) -> int:
+    """`wardent run`: serve in the foreground until SIGTERM; the exit code says how it ended."""
+    path = Path(config_path)
+    try:
+        settings = load_settings(path)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    configure_logging(settings.telemetry.log_level)
+    if workers not in (None, 1):
+        print(
+            "wardent: --workers above 1 needs shared state (Redis, a later release); "
+            "run one process per core behind nginx for now",
+            file=sys.stderr,
+        )
+        return 2
+    return uvloop.run(_serve(path, settings))

@@ -1,0 +1,1 @@
+"""The admit phase: guards that pass a request or return a Rejection."""

@@ -1,0 +1,61 @@
+"""Everything the request path reads, compiled once per configuration.
+
+A reload builds a new Runtime and swaps one reference; a request reads the
+runtime once at its start, so it sees one whole configuration, never a mix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+
+from wardent.config.schema import Settings
+from wardent.guards.chain import Guard, GuardChain
+from wardent.identify import ClientIdentifier, RouteTable
+
+
+class Runtime:
+    __slots__ = (
+        "chain",
+        "client_ip_header",
+        "debug_headers",
+        "header_timeout",
+        "identifier",
+        "keepalive_timeout",
+        "max_header_count",
+        "max_header_size",
+        "max_pipelined",
+        "read_timeout",
+        "request_id_header",
+        "routes",
+        "settings",
+        "trust_request_id",
+    )
+
+    def __init__(self, settings: Settings, guards: Sequence[Guard] = ()) -> None:
+        self.settings = settings
+        self.identifier = ClientIdentifier(settings.client_ip)
+        self.routes = RouteTable(settings.routes)
+        self.chain = GuardChain(guards)
+        self.client_ip_header = settings.client_ip.header.lower().encode()
+        self.request_id_header = settings.http.request_id_header.lower().encode()
+        self.trust_request_id = settings.http.trust_request_id
+        self.max_header_size = settings.http.max_header_size
+        self.max_header_count = settings.http.max_header_count
+        self.max_pipelined = settings.http.max_pipelined
+        self.header_timeout = settings.http.header_timeout
+        self.keepalive_timeout = settings.http.keepalive_timeout
+        self.read_timeout = settings.upstream.read_timeout
+        self.debug_headers = settings.debug_headers
+
+
+class RequestIds:
+    """Process prefix + counter: unique across restarts, 0.1 µs instead of uuid4's 1.5."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> bytes:
+        return f"{self.prefix}-{next(self.counter):x}".encode()

@@ -1,0 +1,1 @@
+"""The lean transport: uvloop Protocols and httptools on both sides."""

@@ -1,0 +1,842 @@
+"""The client side: one Protocol per accepted connection, driving every phase.
+
+accept → identify → admit → forward → record, on httptools callbacks. The
+parser decides what is valid HTTP; this module adds the proxy's own rules
+(smuggling, header limits, timeouts) and moves bytes with flow control so
+bodies stream both ways without being buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from wardent.context import RequestContext
+from wardent.guards.chain import Rejection
+from wardent.identify import normalise_path
+from wardent.transport.http import (
+    HOP_BY_HOP,
+    IDEMPOTENT_METHODS,
+    LAST_CHUNK,
+    bare_response,
+    chunk,
+    connection_tokens,
+)
+from wardent.transport.upstream import UpstreamConnection, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from wardent.gateway import Gateway
+    from wardent.runtime import Runtime
+
+log = logging.getLogger("wardent.transport")
+
+_WRITE_HIGH_WATER = 256 * 1024
+_BODY_BUFFER_LIMIT = 256 * 1024
+
+# Why client reading is paused: a bit each, reading resumes when none is left.
+_PAUSE_UPSTREAM = 1  # the upstream socket cannot take more body yet
+_PAUSE_BUFFER = 2  # body buffered while the upstream connection is being made
+_PAUSE_PIPELINE = 4  # a request is queued behind the one in flight
+_PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
+
+# Response framing towards the client.
+_NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
+
+# Headers the proxy replaces or consumes instead of forwarding as sent.
+_REPLACED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"expect"}
+)
+_READ_HEADERS = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"expect",
+        b"user-agent",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+    }
+)
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+_METHODS: dict[bytes, str] = {}
+
+
+class _Refuse(Exception):
+    """Raised inside a parser callback to refuse the request being parsed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.loop = gateway.loop
+        self.rt: Runtime = gateway.runtime
+        self.transport: asyncio.Transport | None = None
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.peer_ip = ""
+        self.peer_trusted = False
+        self.parsing: RequestContext | None = None
+        self.current: RequestContext | None = None
+        self.pipeline: deque[RequestContext] = deque()
+        self.paused = 0
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.splice: UpstreamConnection | None = None
+        self.eof = False
+
+    # -- connection lifecycle ---------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        peer_ip = peer[0] if isinstance(peer, tuple) and peer else None
+        client, self.peer_trusted = self.rt.identifier.peer(peer_ip)
+        self.peer_ip = client.ip
+        self.gw.connections.add(self)
+        self.gw.metrics.connections_open += 1
+        self._arm(self.rt.header_timeout, self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._disarm()
+        self.gw.connections.discard(self)
+        self.gw.metrics.connections_open -= 1
+        if self.splice is not None:
+            upstream, self.splice = self.splice, None
+            upstream.abort()
+        ctx = self.current
+        if ctx is not None and not ctx.done:
+            # The client left: cancel the upstream request and never reuse its connection.
+            self._cancel_upstream(ctx)
+            if not ctx.response_started:
+                ctx.status = 499
+                ctx.reason = "client_closed"
+            self._finish(ctx)
+        self.pipeline.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.splice is not None:
+            self.splice.write(data)
+            if self.current is not None:
+                self.current.bytes_in += len(data)
+            return
+        parser = self.parser
+        if parser is None:
+            # After an Upgrade request: hold what arrives until the upstream answers.
+            if self.current is not None and self.current.upgrade:
+                self.current.upgrade_buffer.append(data)
+                self.pause_reading(_PAUSE_UPGRADE)
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.parser = None
+            rest = data[upgrade.args[0] :]
+            ctx = self.current
+            if ctx is not None and ctx.upgrade:
+                if rest:
+                    ctx.upgrade_buffer.append(rest)
+                self.pause_reading(_PAUSE_UPGRADE)
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            if isinstance(cause, _Refuse):
+                self._refuse(cause.status, cause.reason)
+            else:
+                log.error("request callback failed", exc_info=cause or error)
+                self._refuse(500, "internal_error")
+        except httptools.HttpParserError as error:
+            self._refuse(400, _parse_error_reason(error))
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client may still be waiting for its answer.
+        self.eof = True
+        return self.current is not None
+
+    def pause_writing(self) -> None:
+        upstream = self.splice or (self.current.upstream if self.current else None)
+        if upstream is not None:
+            upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        upstream = self.splice or (self.current.upstream if self.current else None)
+        if upstream is not None:
+            upstream.resume_reading()
+
+    def pause_reading(self, reason: int) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # -- timers: slowloris, keep-alive idle --------------------------------
+    def _arm(self, delay: float, callback: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _header_timeout(self) -> None:
+        self.timer = None
+        if self.current is None and not self.closed:
+            started = self.parsing is not None
+            self.gw.metrics.count_bad_request("header_timeout")
+            if started and self.transport is not None:
+                self.transport.write(bare_response(408, close=True))
+            self._close()
+
+    def _idle_timeout(self) -> None:
+        self.timer = None
+        if self.current is None and self.parsing is None:
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- httptools callbacks: the request as it is parsed ------------------
+    def on_message_begin(self) -> None:
+        ctx = RequestContext(self, time.perf_counter())
+        self.parsing = ctx
+        if self.current is None:
+            self._arm(self.rt.header_timeout, self._header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        ctx = self.parsing
+        assert ctx is not None
+        ctx.target += url
+        ctx.header_bytes += len(url)
+        if ctx.header_bytes > self.rt.max_header_size:
+            raise _Refuse(414, "uri_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ctx = self.parsing
+        assert ctx is not None
+        ctx.header_bytes += len(name) + len(value) + 4
+        if ctx.header_bytes > self.rt.max_header_size:
+            raise _Refuse(431, "headers_too_large")
+        lname = name.lower()
+        ctx.headers.append((lname, name, value))
+        if len(ctx.headers) > self.rt.max_header_count:
+            raise _Refuse(431, "too_many_headers")
+        if lname in _READ_HEADERS or lname == self.rt.client_ip_header:
+            previous = ctx.values.get(lname)
+            if previous is None:
+                ctx.values[lname] = value
+            elif lname == b"content-length":
+                # Two Content-Lengths are a smuggling attempt even when they agree.
+                raise _Refuse(400, "duplicate_content_length")
+            elif lname in (b"host", self.rt.client_ip_header):
+                ctx.values[lname] = b"\x00"  # two values: never believed
+            else:
+                ctx.values[lname] = previous + b", " + value
+
+    def on_headers_complete(self) -> None:
+        ctx = self.parsing
+        parser = self.parser
+        assert ctx is not None and parser is not None
+        self._disarm()
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
+        ctx.method_raw = raw_method
+        ctx.method = method
+        ctx.http_11 = parser.get_http_version() == "1.1"
+        ctx.keep_alive = parser.should_keep_alive()
+        ctx.upgrade = parser.should_upgrade()
+        values = ctx.values
+        length = values.get(b"content-length")
+        encoding = values.get(b"transfer-encoding")
+        if length is not None and encoding is not None:
+            raise _Refuse(400, "content_length_with_transfer_encoding")
+        if encoding is not None:
+            if encoding.strip().lower() != b"chunked":
+                raise _Refuse(400, "unsupported_transfer_encoding")
+            ctx.chunked = ctx.has_body = True
+        elif length is not None:
+            if not length.isdigit() or len(length) > 18:
+                raise _Refuse(400, "bad_content_length")
+            ctx.content_length = int(length)
+            ctx.has_body = ctx.content_length > 0
+        host = values.get(b"host")
+        if host is None:
+            if ctx.http_11:
+                raise _Refuse(400, "missing_host")
+        elif host == b"\x00":
+            raise _Refuse(400, "duplicate_host")
+        else:
+            ctx.host = host
+        if method == "CONNECT":
+            raise _Refuse(405, "connect_not_allowed")
+        connection = values.get(b"connection")
+        if connection is not None:
+            tokens = connection_tokens(connection)
+            tokens.discard(b"close")
+            tokens.discard(b"keep-alive")
+            tokens.discard(b"upgrade")
+            ctx.conn_tokens = tokens or None
+        expect = values.get(b"expect")
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise _Refuse(417, "unsupported_expectation")
+            ctx.expect_continue = ctx.has_body
+        ctx.user_agent = values.get(b"user-agent")
+        if self.current is None:
+            self.current = ctx
+            self._dispatch(ctx)
+        else:
+            self.pipeline.append(ctx)
+            if len(self.pipeline) > self.rt.max_pipelined:
+                raise _Refuse(400, "too_many_pipelined")
+            self.pause_reading(_PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        ctx = self.parsing
+        assert ctx is not None
+        ctx.bytes_in += len(body)
+        ctx.last_client_read = self.loop.time()
+        if ctx.done:
+            return  # answered already (rejected or failed): the rest is discarded
+        upstream = ctx.upstream
+        if upstream is not None and ctx is self.current:
+            if ctx.chunked:
+                upstream.writelines(chunk(body))
+            else:
+                upstream.write(body)
+            return
+        ctx.body_buffer.append(body)
+        ctx.body_buffered += len(body)
+        if ctx.body_buffered > _BODY_BUFFER_LIMIT:
+            self.pause_reading(_PAUSE_BUFFER)
+
+    def on_message_complete(self) -> None:
+        ctx = self.parsing
+        assert ctx is not None
+        self.parsing = None
+        ctx.request_done = True
+        if ctx.done:
+            return
+        upstream = ctx.upstream
+        if upstream is not None and ctx is self.current and ctx.chunked:
+            upstream.write(LAST_CHUNK)
+        if not ctx.keep_alive or ctx.upgrade:
+            # Nothing after this request is ours to parse.
+            self.pause_reading(_PAUSE_PIPELINE)
+
+    # -- refusing bad HTTP ---------------------------------------------------
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a request the parser or the proxy rules refused, then close."""
+        self.gw.metrics.count_bad_request(_BAD_REQUEST_LABEL.get(reason, "bad_header"))
+        ctx = self.parsing
+        self.parser = None
+        self.parsing = None
+        self.pipeline.clear()
+        current = self.current
+        if current is not None and current is not ctx:
+            # A request in flight ahead of the bad one still gets its answer, then we close.
+            current.close_after = True
+            self.pause_reading(_PAUSE_PIPELINE)
+            return
+        if ctx is None:
+            ctx = RequestContext(self, time.perf_counter())
+        if ctx.done:
+            self._close()
+            return
+        if ctx is current:
+            self._cancel_upstream(ctx)
+        else:
+            self.current = ctx
+            self.gw.metrics.in_flight += 1
+            ctx.client, _ = self.rt.identifier.peer(self.peer_ip if self.peer_ip != "unix" else None)
+            ctx.request_id = self.gw.request_ids.next()
+        ctx.close_after = True
+        ctx.reason = reason
+        self._answer(ctx, status)
+
+    # -- identify and admit ---------------------------------------------
+    def _dispatch(self, ctx: RequestContext) -> None:
+        rt = self.rt = self.gw.runtime
+        self.gw.metrics.in_flight += 1
+        self._identify(ctx, rt)
+        ctx.path = normalise_path(ctx.target)
+        ctx.route = rt.routes.match(ctx.method, ctx.path, ctx.host.decode("latin-1").lower())
+        verdict = rt.chain.admit(ctx)
+        if verdict is not None:
+            guard, rejection = verdict
+            self._reject(ctx, guard.name, rejection)
+            return
+        if self.gw.stopping:
+            ctx.close_after = True
+        upstream = self.gw.pool.acquire_nowait()
+        if upstream is not None:
+            self._send(ctx, upstream)
+        else:
+            ctx.task = self.loop.create_task(self._connect_and_send(ctx))
+
+    def _identify(self, ctx: RequestContext, rt: Runtime) -> None:
+        identifier = rt.identifier
+        client, _ = identifier.peer(self.peer_ip if self.peer_ip != "unix" else None)
+        if self.peer_trusted:
+            values = ctx.values
+            raw = values.get(rt.client_ip_header)
+            if raw is not None:
+                named = identifier.from_header(raw)
+                if named is None:
+                    self.gw.metrics.count_client_ip_malformed(rt.settings.client_ip.header.lower())
+                else:
+                    client = named
+            elif identifier.forwarded_for:
+                raw = values.get(b"x-forwarded-for")
+                if raw is not None:
+                    named = identifier.from_forwarded_for(raw)
+                    if named is None:
+                        self.gw.metrics.count_client_ip_malformed("x-forwarded-for")
+                    else:
+                        client = named
+        ctx.client = client
+        if rt.trust_request_id and self.peer_trusted:
+            for lname, _, value in ctx.headers:
+                if lname == rt.request_id_header:
+                    if _REQUEST_ID_RE.fullmatch(value):
+                        ctx.request_id = value
+                    break
+        if not ctx.request_id:
+            ctx.request_id = self.gw.request_ids.next()
+
+    def _reject(self, ctx: RequestContext, guard: str, rejection: Rejection) -> None:
+        ctx.reason = f"{guard}:{rejection.reason}"
+        self.gw.metrics.count_rejection(guard, rejection.status)
+        if ctx.has_body and not ctx.request_done:
+            ctx.close_after = True  # the unread body would be parsed as the next request
+        self._answer(
+            ctx,
+            rejection.status,
+            retry_after=rejection.retry_after,
+            reason_header=guard.encode() if self.rt.debug_headers else None,
+        )
+
+    def _answer(
+        self,
+        ctx: RequestContext,
+        status: int,
+        *,
+        retry_after: int | None = None,
+        reason_header: bytes | None = None,
+    ) -> None:
+        """Wardent's own response (a rejection or a failure): always bare."""
+        if ctx.response_started or self.transport is None:
+            self._abort_client(ctx)
+            return
+        if ctx.has_body and not ctx.request_done:
+            ctx.close_after = True
+        close = ctx.close_after or not ctx.keep_alive or self.gw.stopping
+        ctx.close_after = close
+        ctx.status = status
+        ctx.response_started = True
+        self.transport.write(
+            bare_response(
+                status,
+                retry_after=retry_after,
+                request_id=ctx.request_id or None,
+                reason_header=reason_header,
+                close=close,
+            )
+        )
+        self._finish(ctx)
+
+    # -- forward --------------------------------------------------------------
+    async def _connect_and_send(self, ctx: RequestContext) -> None:
+        try:
+            upstream = await self.gw.pool.connect()
+        except UpstreamUnavailable as error:
+            ctx.task = None
+            if not ctx.done:
+                self.gw.metrics.count_upstream_error(error.kind)
+                ctx.reason = f"upstream:{error.kind}"
+                self._answer(ctx, error.status, retry_after=1 if error.status == 503 else None)
+            return
+        ctx.task = None
+        if ctx.done or self.closed:
+            self.gw.pool.release(upstream)
+            return
+        self._send(ctx, upstream)
+
+    def _send(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
+        ctx.upstream = upstream
+        upstream.attach(ctx)
+        ctx.upstream_start = time.perf_counter()
+        upstream.write(self._request_head(ctx))
+        if ctx.expect_continue and not ctx.bytes_in and self.transport is not None:
+            # Answered by us once admitted: the upstream never sees Expect.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if ctx.body_buffer:
+            body = b"".join(ctx.body_buffer)
+            ctx.body_buffer.clear()
+            ctx.body_buffered = 0
+            if ctx.chunked:
+                upstream.writelines(chunk(body))
+            else:
+                upstream.write(body)
+            self.resume_reading(_PAUSE_BUFFER)
+        if ctx.request_done and ctx.chunked:
+            upstream.write(LAST_CHUNK)
+        if ctx.timer is None:
+            ctx.timer = self.loop.call_later(self.rt.read_timeout, self._check_timeout, ctx)
+
+    def _request_head(self, ctx: RequestContext) -> bytes:
+        rt = self.rt
+        parts = [ctx.method_raw, b" ", ctx.target, b" HTTP/1.1\r\n"]
+        append = parts.append
+        tokens = ctx.conn_tokens
+        request_id_header = rt.request_id_header
+        for lname, name, value in ctx.headers:
+            if lname in HOP_BY_HOP or lname in _REPLACED or lname == request_id_header:
+                continue
+            if tokens is not None and lname in tokens:
+                continue
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        if ctx.upgrade:
+            append(b"Connection: upgrade\r\nUpgrade: ")
+            append(ctx.values.get(b"upgrade") or _header(ctx, b"upgrade"))
+            append(b"\r\n")
+        if ctx.chunked:
+            append(b"Transfer-Encoding: chunked\r\n")
+        assert ctx.client is not None
+        ip = ctx.client.ip.encode()
+        append(b"X-Forwarded-For: ")
+        append(ip)
+        append(b"\r\nX-Real-IP: ")
+        append(ip)
+        proto = ctx.values.get(b"x-forwarded-proto") if self.peer_trusted else None
+        append(b"\r\nX-Forwarded-Proto: ")
+        append(proto if proto in (b"https", b"http") else b"http")  # type: ignore[arg-type]
+        if ctx.host:
+            append(b"\r\nX-Forwarded-Host: ")
+            append(ctx.host)
+        append(b"\r\n")
+        append(rt.settings.http.request_id_header.encode())
+        append(b": ")
+        append(ctx.request_id)
+        append(b"\r\n\r\n")
+        return b"".join(parts)
+
+    def _check_timeout(self, ctx: RequestContext) -> None:
+        ctx.timer = None
+        upstream = ctx.upstream
+        if ctx.done or upstream is None or self.splice is not None:
+            return
+        now = self.loop.time()
+        timeout = self.rt.read_timeout
+        if not ctx.request_done:
+            idle = now - ctx.last_client_read
+            if idle >= timeout and not self.paused & _PAUSE_UPSTREAM:
+                ctx.reason = "client_body_timeout"
+                self.gw.metrics.count_bad_request("body_timeout")
+                self._cancel_upstream(ctx)
+                self._answer(ctx, 408)
+                return
+        idle = now - upstream.last_active
+        if idle < timeout or not ctx.request_done:
+            ctx.timer = self.loop.call_later(timeout - min(idle, timeout) + 0.01, self._check_timeout, ctx)
+            return
+        self.gw.metrics.count_upstream_error("read_timeout")
+        ctx.reason = "upstream:read_timeout"
+        self._cancel_upstream(ctx)
+        self._answer(ctx, 504)
+
+    def _cancel_upstream(self, ctx: RequestContext) -> None:
+        if ctx.task is not None:
+            ctx.task.cancel()
+            ctx.task = None
+        if ctx.upstream is not None:
+            upstream, ctx.upstream = ctx.upstream, None
+            upstream.abort()
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+
+    # -- the upstream's answer (called by UpstreamConnection) ---------------
+    def response_head(
+        self,
+        ctx: RequestContext,
+        upstream: UpstreamConnection,
+        status: int,
+        phrase: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        if ctx.done or self.transport is None:
+            return
+        ctx.status = status
+        ctx.response_started = True
+        ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
+        parts = [b"HTTP/1.1 %d " % status, phrase, b"\r\n"]
+        append = parts.append
+        upgrading = status == 101
+        has_length = chunked = False
+        drop: set[bytes] | None = None
+        for name, value in headers:
+            if name.lower() == b"connection":
+                drop = connection_tokens(value)
+        request_id_header = self.rt.request_id_header
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                if not (upgrading and lname == b"upgrade"):
+                    continue
+            if lname == request_id_header or (drop is not None and lname in drop):
+                continue
+            if lname == b"content-length":
+                has_length = True
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        if upgrading:
+            append(b"Connection: upgrade\r\n")
+            framing = _NO_BODY
+        elif ctx.method == "HEAD" or status in (204, 304):
+            framing = _NO_BODY
+        elif has_length and not chunked:
+            framing = _LENGTH
+        elif ctx.http_11:
+            append(b"Transfer-Encoding: chunked\r\n")
+            framing = _CHUNKED
+        else:
+            framing = _UNTIL_CLOSE
+            ctx.close_after = True
+        ctx.framing = framing
+        ctx.until_close = framing != _NO_BODY and not has_length and not chunked
+        if ctx.upgrade and not upgrading:
+            ctx.close_after = True  # the client's parser stopped at the Upgrade
+        if not ctx.keep_alive or self.gw.stopping or (not ctx.request_done and not upgrading):
+            ctx.close_after = True
+        if ctx.close_after and not upgrading:
+            append(b"Connection: close\r\n")
+        append(self.rt.settings.http.request_id_header.encode())
+        append(b": ")
+        append(ctx.request_id)
+        append(b"\r\n\r\n")
+        self.transport.write(b"".join(parts))
+
+    def response_body(self, ctx: RequestContext, body: bytes) -> None:
+        if ctx.done or self.transport is None:
+            return
+        ctx.bytes_out += len(body)
+        if ctx.framing == _CHUNKED:
+            self.transport.writelines(chunk(body))
+        else:
+            self.transport.write(body)
+
+    def response_complete(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
+        if ctx.done:
+            return
+        if ctx.framing == _CHUNKED and self.transport is not None:
+            self.transport.write(LAST_CHUNK)
+        ctx.upstream = None
+        ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+        if upstream.keep_alive and ctx.request_done and not upstream.closed:
+            upstream.pool.release(upstream)
+        else:
+            upstream.abort()
+        self._finish(ctx)
+
+    def upstream_lost(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
+        """The upstream closed the connection while it served this request."""
+        if ctx.done or ctx.upstream is not upstream:
+            return
+        ctx.upstream = None
+        if ctx.response_started:
+            if ctx.until_close:
+                # A close-delimited body ends with the connection.
+                if ctx.framing == _CHUNKED and self.transport is not None:
+                    self.transport.write(LAST_CHUNK)
+                self._finish(ctx)
+                return
+            # Broke mid-response: the client must see a broken response, not a short one.
+            self.gw.metrics.count_upstream_error("reset")
+            ctx.reason = "upstream:reset"
+            self._abort_client(ctx)
+            return
+        if (
+            upstream.reused
+            and not upstream.got_bytes
+            and not ctx.retried
+            and not ctx.has_body
+            and ctx.method in IDEMPOTENT_METHODS
+            and self.rt.settings.upstream.retry_idempotent
+        ):
+            # A pooled connection the upstream had closed while idle: once, on a fresh one.
+            ctx.retried = True
+            self.gw.metrics.upstream_retries += 1
+            ctx.task = self.loop.create_task(self._connect_and_send(ctx))
+            return
+        self.upstream_failed(ctx, upstream, "reset", "upstream closed the connection")
+
+    def upstream_failed(
+        self, ctx: RequestContext, upstream: UpstreamConnection, kind: str, detail: str
+    ) -> None:
+        if ctx.done:
+            return
+        self.gw.metrics.count_upstream_error(kind)
+        ctx.reason = f"upstream:{kind}"
+        log.warning("upstream failed", extra={"kind": kind, "detail": detail})
+        if ctx.upstream is upstream:
+            ctx.upstream = None
+        upstream.abort()
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+        if ctx.response_started:
+            self._abort_client(ctx)
+        else:
+            self._answer(ctx, 502)
+
+    def upstream_upgraded(
+        self, ctx: RequestContext, upstream: UpstreamConnection, rest: bytes
+    ) -> None:
+        """101 Switching Protocols: from now on the two sockets are simply spliced."""
+        if ctx.done or self.transport is None:
+            upstream.abort()
+            return
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+        self.splice = upstream
+        upstream.splice = self.transport
+        assert upstream.transport is not None
+        if rest:
+            self.transport.write(rest)
+        for data in ctx.upgrade_buffer:
+            upstream.transport.write(data)
+        ctx.upgrade_buffer.clear()
+        self.gw.metrics.websocket_open += 1
+        self.resume_reading(_PAUSE_UPGRADE | _PAUSE_PIPELINE)
+
+    def splice_closed(self, ctx: RequestContext) -> None:
+        """One side of a spliced connection closed: close the other, record the exchange."""
+        self.splice = None
+        self.gw.metrics.websocket_open -= 1
+        if self.transport is not None and not self.transport.is_closing():
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.transport.close()
+        if not ctx.done:
+            self._finish(ctx)
+
+    def _abort_client(self, ctx: RequestContext) -> None:
+        self._cancel_upstream(ctx)
+        if self.transport is not None:
+            self.transport.abort()
+        if not ctx.done:
+            self._finish(ctx)
+
+    # -- record, then the next request --------------------------------------
+    def _finish(self, ctx: RequestContext) -> None:
+        ctx.done = True
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+        self.gw.record(ctx)
+        if self.splice is not None and self.current is ctx and not self.closed:
+            return  # a spliced exchange is recorded when the splice ends
+        if self.current is not ctx:
+            return
+        self.current = None
+        if self.closed:
+            return
+        if (
+            ctx.close_after
+            or not ctx.keep_alive
+            or self.gw.stopping
+            or not ctx.request_done
+            or self.eof
+        ):
+            self._close()
+            return
+        if self.pipeline:
+            self.loop.call_soon(self._next)
+        else:
+            self.resume_reading(_PAUSE_PIPELINE)
+            if self.parsing is None:
+                self._arm(self.rt.keepalive_timeout, self._idle_timeout)
+            else:
+                self._arm(self.rt.header_timeout, self._header_timeout)
+
+    def _next(self) -> None:
+        if self.closed or self.current is not None or not self.pipeline:
+            return
+        ctx = self.current = self.pipeline.popleft()
+        if not self.pipeline:
+            self.resume_reading(_PAUSE_PIPELINE)
+        self._dispatch(ctx)
+
+    def shutdown(self) -> None:
+        """Graceful stop: idle connections close now, busy ones after their answer."""
+        if self.current is None and self.parsing is None:
+            self._close()
+
+
+def _header(ctx: RequestContext, lname: bytes) -> bytes:
+    for name, _, value in ctx.headers:
+        if name == lname:
+            return value
+    return b""
+
+
+def _parse_error_reason(error: Exception) -> str:
+    text = str(error).lower()
+    if "content-length" in text and "transfer-encoding" in text:
+        return "content_length_with_transfer_encoding"
+    if "content-length" in text or "transfer-encoding" in text or "chunk" in text:
+        return "smuggling"
+    if "header" in text:
+        return "bad_header"
+    return "parse_error"
+
+
+_BAD_REQUEST_LABEL = {
+    "content_length_with_transfer_encoding": "smuggling",
+    "duplicate_content_length": "smuggling",
+    "unsupported_transfer_encoding": "smuggling",
+    "bad_content_length": "smuggling",
+    "smuggling": "smuggling",
+    "headers_too_large": "headers_too_large",
+    "uri_too_long": "headers_too_large",
+    "too_many_headers": "too_many_headers",
+    "parse_error": "parse_error",
+    "too_many_pipelined": "parse_error",
+    "internal_error": "parse_error",
+}

@@ -1,0 +1,350 @@
+"""The upstream side: one Protocol per keep-alive connection, and a bounded pool.
+
+A connection serves one request context at a time and hands every parsed event
+to that context's client connection; it knows nothing of guards or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from wardent.config.schema import Address
+
+if TYPE_CHECKING:
+    from wardent.context import RequestContext
+    from wardent.observe.metrics import GatewayMetrics
+
+_WRITE_HIGH_WATER = 256 * 1024
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached; `kind` is the metrics label and `status` the answer."""
+
+    def __init__(self, kind: str, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.status = status
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "ctx",
+        "headers",
+        "keep_alive",
+        "last_active",
+        "loop",
+        "parser",
+        "phrase",
+        "pool",
+        "reused",
+        "skip_body",
+        "splice",
+        "status",
+        "transport",
+        "idle_since",
+        "closed",
+        "got_bytes",
+        "reading_paused",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.ctx: RequestContext | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.phrase = b""
+        self.status = 0
+        self.keep_alive = True
+        self.skip_body = False
+        self.splice: asyncio.Transport | None = None
+        self.reused = False
+        self.closed = False
+        self.got_bytes = False
+        self.reading_paused = False
+        self.idle_since = 0.0
+        self.last_active = 0.0
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        if self.splice is not None:
+            self.splice.write(data)
+            ctx = self.ctx
+            if ctx is not None:
+                ctx.bytes_out += len(data)
+            return
+        ctx = self.ctx
+        if ctx is None:
+            # Bytes on an idle connection mean it is out of step: never reuse it.
+            self.abort()
+            return
+        self.last_active = self.loop.time()
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.ctx is ctx and self.status == 101:
+                ctx.conn.upstream_upgraded(ctx, self, data[upgrade.args[0] :])
+            return
+        except httptools.HttpParserError as error:
+            if self.ctx is ctx:
+                ctx.conn.upstream_failed(ctx, self, "protocol", f"bad response: {error}")
+            return
+        if self.skip_body:
+            # A response to HEAD ends at its headers whatever its Content-Length says;
+            # httptools cannot be told so, so the next response gets a fresh parser.
+            self.skip_body = False
+            self.parser = httptools.HttpResponseParser(self)
+            if self.ctx is ctx:
+                ctx.conn.response_complete(ctx, self)
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        ctx = self.ctx
+        if ctx is not None:
+            if self.splice is not None:
+                ctx.conn.splice_closed(ctx)
+            else:
+                ctx.conn.upstream_lost(ctx, self)
+
+    def pause_writing(self) -> None:
+        if self.ctx is not None:
+            self.ctx.conn.pause_reading(_UPSTREAM_BACKPRESSURE)
+
+    def resume_writing(self) -> None:
+        if self.ctx is not None:
+            self.ctx.conn.resume_reading(_UPSTREAM_BACKPRESSURE)
+
+    # -- httptools callbacks ------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.phrase = b""
+
+    def on_status(self, status: bytes) -> None:
+        self.phrase += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.status = status
+        if 100 <= status < 200 and status != 101:
+            return  # interim responses (100, 103) are not relayed
+        ctx = self.ctx
+        if ctx is None:
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        ctx.conn.response_head(ctx, self, status, self.phrase, self.headers)
+        if ctx.method == "HEAD":
+            self.skip_body = True
+
+    def on_body(self, body: bytes) -> None:
+        ctx = self.ctx
+        if ctx is not None and not self.skip_body:
+            ctx.conn.response_body(ctx, body)
+
+    def on_message_complete(self) -> None:
+        status = self.status
+        if (100 <= status < 200) or self.skip_body:
+            return
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.conn.response_complete(ctx, self)
+
+    # -- used by the client side ------------------------------------------
+    def attach(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+        self.status = 0
+        self.got_bytes = False
+        self.last_active = self.loop.time()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.last_active = self.loop.time()
+        self.transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        assert self.transport is not None
+        self.last_active = self.loop.time()
+        self.transport.writelines(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Close now and never reuse (a half-read response cannot be resynchronised)."""
+        self.ctx = None
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        self.closed = True
+        self.pool.forget(self)
+
+
+_UPSTREAM_BACKPRESSURE = 1
+
+
+class UpstreamPool:
+    """A bounded keep-alive pool: at most `max_connections` open, `max_idle` kept warm."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        connect_timeout: float,
+        max_connections: int,
+        max_idle: int,
+        idle_timeout: float,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.metrics = metrics
+        self.loop = asyncio.get_running_loop()
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open: set[UpstreamConnection] = set()
+        self.connecting = 0
+        self.waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
+        self.closed = False
+        self._sweeper = self.loop.call_later(max(idle_timeout / 2, 0.5), self._sweep)
+
+    def acquire_nowait(self) -> UpstreamConnection | None:
+        """A warm idle connection, or None (the caller then awaits `connect`)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                self._count()
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        """A fresh connection, waiting for a free slot if the pool is at its bound."""
+        deadline = self.loop.time() + self.connect_timeout
+        while len(self.open) + self.connecting >= self.max_connections:
+            if self.idle:
+                # Over the bound only because of idle ones: make room.
+                self.idle.popleft().abort()
+                continue
+            waiter: asyncio.Future[UpstreamConnection | None] = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                handed = await asyncio.wait_for(waiter, max(deadline - self.loop.time(), 0))
+            except TimeoutError:
+                raise UpstreamUnavailable(
+                    "pool_exhausted", 503, "all upstream connections busy"
+                ) from None
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+            if handed is not None:
+                return handed
+        self.connecting += 1
+        try:
+            remaining = max(deadline - self.loop.time(), 0.001)
+            async with asyncio.timeout(remaining):
+                if self.address.unix_path is not None:
+                    _, conn = await self.loop.create_unix_connection(
+                        lambda: UpstreamConnection(self), self.address.unix_path
+                    )
+                else:
+                    _, conn = await self.loop.create_connection(
+                        lambda: UpstreamConnection(self), self.address.host, self.address.port
+                    )
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                "connect_timeout", 504, f"connecting to {self.address} timed out"
+            ) from None
+        except OSError as error:
+            raise UpstreamUnavailable(
+                "connect_refused", 502, f"connecting to {self.address}: {error.strerror or error}"
+            ) from None
+        finally:
+            self.connecting -= 1
+        if self.closed:
+            conn.abort()
+            raise UpstreamUnavailable("connect_refused", 502, "the pool is closing")
+        self.open.add(conn)
+        self._count()
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Give back a connection whose exchange ended cleanly; it may be reused."""
+        conn.ctx = None
+        if conn.closed:
+            return
+        conn.resume_reading()  # the client it served may have paused it
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                conn.reused = True
+                waiter.set_result(conn)
+                return
+        if self.closed or len(self.idle) >= self.max_idle:
+            conn.abort()
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+        self._count()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection is gone: free its slot for someone waiting."""
+        if conn in self.open:
+            self.open.discard(conn)
+            try:
+                self.idle.remove(conn)
+            except ValueError:
+                pass
+            self._count()
+            while self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    def _count(self) -> None:
+        self.metrics.upstream_connections_open = len(self.open)
+        self.metrics.upstream_connections_idle = len(self.idle)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        while self.idle and now - self.idle[0].idle_since > self.idle_timeout:
+            self.idle.popleft().abort()
+        if not self.closed:
+            self._sweeper = self.loop.call_later(max(self.idle_timeout / 2, 0.5), self._sweep)
+
+    def close(self) -> None:
+        """Stop keeping connections: idle ones close now, busy ones when they finish."""
+        self.closed = True
+        self._sweeper.cancel()
+        while self.idle:
+            self.idle.pop().abort()
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
