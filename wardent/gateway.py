@@ -11,6 +11,7 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -48,6 +49,7 @@ class Gateway:
         self.admin: web.AppRunner | None = None
         self.lag = LoopLagMonitor(self.metrics)
         self._stopped = asyncio.Event()
+        self._drained = asyncio.Event()
 
     # -- the AdminBackend protocol ------------------------------------------
     @property
@@ -101,6 +103,11 @@ class Gateway:
             extra={"listeners_changed_need_restart": changed_listeners},
         )
         return []
+
+    def forget(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self.stopping and not self.connections:
+            self._drained.set()
 
     # -- record --------------------------------------------------------------
     def record(self, ctx: RequestContext) -> None:
@@ -161,7 +168,7 @@ class Gateway:
             "wardent serving",
             extra={
                 "public": _bound(self.server, settings.listen.public),
-                "admin": str(settings.listen.admin),
+                "admin": _admin_bound(self.admin, settings.listen.admin),
                 "upstream": settings.upstream.url,
                 "pid": os.getpid(),
             },
@@ -178,8 +185,9 @@ class Gateway:
             self.server.close()
         for conn in list(self.connections):
             conn.shutdown()
-        while self.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), deadline - self.loop.time())
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -205,9 +213,15 @@ def _make_access_log(settings: Settings) -> AccessLog | NullAccessLog:
     return AccessLog(telemetry.access_log_path)
 
 
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file left by a previous run (kill -9) would make bind fail."""
+    if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+        path.unlink()
+
+
 async def _listen(
     loop: asyncio.AbstractEventLoop,
-    factory: object,
+    factory: Callable[[], asyncio.Protocol],
     address: Address,
     *,
     backlog: int,
@@ -215,18 +229,24 @@ async def _listen(
 ) -> asyncio.Server:
     if address.unix_path is not None:
         path = Path(address.unix_path)
-        if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
-            path.unlink()  # a stale socket from a previous run (kill -9)
-        server = await loop.create_unix_server(factory, str(path), backlog=backlog)  # type: ignore[arg-type]
+        _remove_stale_socket(path)
+        server = await loop.create_unix_server(factory, str(path), backlog=backlog)
         os.chmod(path, mode)
         return server
     return await loop.create_server(
-        factory,  # type: ignore[arg-type]
+        factory,
         address.host,
         address.port,
         backlog=backlog,
         reuse_address=True,
     )
+
+
+def _admin_bound(runner: web.AppRunner, address: Address) -> str:
+    if address.unix_path is not None or not runner.addresses:
+        return str(address)
+    host, port = runner.addresses[0][:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bound(server: asyncio.Server, address: Address) -> str:

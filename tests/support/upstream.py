@@ -139,7 +139,8 @@ def main() -> None:
         else:
             site = web.TCPSite(runner, "127.0.0.1", args.port)
         await site.start()
-        print("READY", json.dumps({"port": args.port, "unix": args.unix}), flush=True)
+        port = runner.addresses[0][1] if not args.unix else 0
+        print("READY", json.dumps({"port": port, "unix": args.unix}), flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(serve())

@@ -190,13 +190,13 @@ def _networks_of(entry: str, base: Path) -> list[Network]:
     if entry.startswith("file:"):
         path = _find_file(entry[len("file:") :], base)
         try:
-            text = path.read_text(encoding="utf-8")
+            content = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ValueError(f"file {str(path)!r} cannot be read: {error.strerror}") from None
         except UnicodeDecodeError:
             raise ValueError(f"file {str(path)!r} is not UTF-8 text") from None
         networks = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(content.splitlines(), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -114,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.closed = True
         self._disarm()
-        self.gw.connections.discard(self)
+        self.gw.forget(self)
         self.gw.metrics.connections_open -= 1
         if self.splice is not None:
             upstream, self.splice = self.splice, None
@@ -163,9 +164,10 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(400, _parse_error_reason(error))
 
     def eof_received(self) -> bool | None:
-        # A half-closed client may still be waiting for its answer.
+        # As nginx does: a client that closes its side has abandoned its request (499),
+        # so the upstream request is cancelled rather than left running.
         self.eof = True
-        return self.current is not None
+        return False
 
     def pause_writing(self) -> None:
         upstream = self.splice or (self.current.upstream if self.current else None)
@@ -190,10 +192,10 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- timers: slowloris, keep-alive idle --------------------------------
-    def _arm(self, delay: float, callback: object) -> None:
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+        self.timer = self.loop.call_later(delay, callback)
 
     def _disarm(self) -> None:
         if self.timer is not None:
@@ -372,7 +374,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.current = ctx
             self.gw.metrics.in_flight += 1
-            ctx.client, _ = self.rt.identifier.peer(self.peer_ip if self.peer_ip != "unix" else None)
+            ctx.client, _ = self.rt.identifier.peer(
+                self.peer_ip if self.peer_ip != "unix" else None
+            )
             ctx.request_id = self.gw.request_ids.next()
         ctx.close_after = True
         ctx.reason = reason
@@ -537,7 +541,7 @@ class ClientConnection(asyncio.Protocol):
         append(ip)
         proto = ctx.values.get(b"x-forwarded-proto") if self.peer_trusted else None
         append(b"\r\nX-Forwarded-Proto: ")
-        append(proto if proto in (b"https", b"http") else b"http")  # type: ignore[arg-type]
+        append(proto if proto is not None and proto in (b"https", b"http") else b"http")
         if ctx.host:
             append(b"\r\nX-Forwarded-Host: ")
             append(ctx.host)
@@ -565,7 +569,9 @@ class ClientConnection(asyncio.Protocol):
                 return
         idle = now - upstream.last_active
         if idle < timeout or not ctx.request_done:
-            ctx.timer = self.loop.call_later(timeout - min(idle, timeout) + 0.01, self._check_timeout, ctx)
+            ctx.timer = self.loop.call_later(
+                timeout - min(idle, timeout) + 0.01, self._check_timeout, ctx
+            )
             return
         self.gw.metrics.count_upstream_error("read_timeout")
         ctx.reason = "upstream:read_timeout"
@@ -605,6 +611,7 @@ class ClientConnection(asyncio.Protocol):
         for name, value in headers:
             if name.lower() == b"connection":
                 drop = connection_tokens(value)
+                drop.discard(b"upgrade")
         request_id_header = self.rt.request_id_header
         for name, value in headers:
             lname = name.lower()

@@ -7,6 +7,7 @@ to that context's client connection; it knows nothing of guards or logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -32,23 +33,23 @@ class UpstreamUnavailable(Exception):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "closed",
         "ctx",
+        "got_bytes",
         "headers",
+        "idle_since",
         "keep_alive",
         "last_active",
         "loop",
         "parser",
         "phrase",
         "pool",
+        "reading_paused",
         "reused",
         "skip_body",
         "splice",
         "status",
         "transport",
-        "idle_since",
-        "closed",
-        "got_bytes",
-        "reading_paused",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -317,10 +318,8 @@ class UpstreamPool:
         """A connection is gone: free its slot for someone waiting."""
         if conn in self.open:
             self.open.discard(conn)
-            try:
+            with contextlib.suppress(ValueError):
                 self.idle.remove(conn)
-            except ValueError:
-                pass
             self._count()
             while self.waiters:
                 waiter = self.waiters.popleft()

@@ -1,0 +1,5 @@
+import sys
+
+from wardent.cli import main
+
+sys.exit(main())

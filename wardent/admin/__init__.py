@@ -1,0 +1,1 @@
+"""The admin listener (aiohttp) and the CLI's client of it."""

@@ -1,0 +1,1 @@
+"""Configuration: YAML in, immutable typed settings out."""
