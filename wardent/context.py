@@ -48,7 +48,6 @@ class RequestContext:
         "status",
         "target",
         "task",
-        "timer",
         "until_close",
         "upgrade",
         "upgrade_buffer",
@@ -104,4 +103,3 @@ class RequestContext:
         self.reason: str | None = None
         self.shadow_reasons: list[str] = []
         self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None

@@ -50,6 +50,7 @@ class Gateway:
         self.lag = LoopLagMonitor(self.metrics)
         self._stopped = asyncio.Event()
         self._drained = asyncio.Event()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- the AdminBackend protocol ------------------------------------------
     @property
@@ -104,6 +105,28 @@ class Gateway:
         )
         return []
 
+    def sweep(self) -> None:
+        """Fire every connection deadline that has passed (header, idle, upstream)."""
+        now = self.loop.time()
+        for conn in [conn for conn in self.connections if 0.0 < conn.deadline <= now]:
+            try:
+                conn.expire(now)
+            except Exception:
+                log.exception("timeout handling failed")
+                if conn.transport is not None:
+                    conn.transport.abort()
+        self._sweeper = self.loop.call_later(self._sweep_interval(), self.sweep)
+
+    def _sweep_interval(self) -> float:
+        """Timeouts fire at most a fifth of the shortest timeout late (and within 1 s)."""
+        settings = self.settings
+        shortest = min(
+            settings.http.header_timeout,
+            settings.http.keepalive_timeout,
+            settings.upstream.read_timeout,
+        )
+        return min(max(shortest / 5, 0.02), 1.0)
+
     def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections:
@@ -156,6 +179,7 @@ class Gateway:
         settings = self.settings
         self.access_log.start(self.loop)
         self.lag.start()
+        self._sweeper = self.loop.call_later(self._sweep_interval(), self.sweep)
         self.server = await _listen(
             self.loop,
             lambda: ClientConnection(self),
@@ -192,6 +216,8 @@ class Gateway:
             if conn.transport is not None:
                 conn.transport.abort()
         self.pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.admin is not None:
             await self.admin.cleanup()
         await self.lag.stop()

@@ -46,6 +46,9 @@ _PAUSE_BUFFER = 2  # body buffered while the upstream connection is being made
 _PAUSE_PIPELINE = 4  # a request is queued behind the one in flight
 _PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
 
+# What a connection's deadline is for.
+_NOTHING, _HEADERS, _IDLE, _EXCHANGE = 0, 1, 2, 3
+
 # Response framing towards the client.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
@@ -92,9 +95,14 @@ class ClientConnection(asyncio.Protocol):
         self.pipeline: deque[RequestContext] = deque()
         self.paused = 0
         self.closed = False
-        self.timer: asyncio.TimerHandle | None = None
+        # One deadline per connection, checked by the gateway's sweeper
+        # (Gateway.sweep): a uvloop TimerHandle costs ~2 µs to make and cancel,
+        # and a request would need three.
+        self.deadline = 0.0
+        self.waiting_for = _NOTHING
         self.splice: UpstreamConnection | None = None
         self.eof = False
+        self._out: list[bytes] = []
 
     # -- connection lifecycle ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,7 +116,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = client.ip
         self.gw.connections.add(self)
         self.gw.metrics.connections_open += 1
-        self._arm(self.rt.header_timeout, self._header_timeout)
+        self._arm(self.rt.header_timeout, _HEADERS)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -191,19 +199,29 @@ class ClientConnection(asyncio.Protocol):
         if not self.paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
-    # -- timers: slowloris, keep-alive idle --------------------------------
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
+    # -- timeouts: slowloris, keep-alive idle, upstream and body stalls ------
+    def _arm(self, delay: float, waiting_for: int) -> None:
+        self.deadline = self.loop.time() + delay
+        self.waiting_for = waiting_for
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
+        self.waiting_for = _NOTHING
+
+    def expire(self, now: float) -> None:
+        """Called by the sweeper once `deadline` has passed."""
+        waiting_for = self.waiting_for
+        self._disarm()
+        if self.closed:
+            return
+        if waiting_for == _HEADERS:
+            self._header_timeout()
+        elif waiting_for == _IDLE:
+            self._idle_timeout()
+        elif waiting_for == _EXCHANGE and self.current is not None:
+            self._check_timeout(self.current, now)
 
     def _header_timeout(self) -> None:
-        self.timer = None
         if self.current is None and not self.closed:
             started = self.parsing is not None
             self.gw.metrics.count_bad_request("header_timeout")
@@ -212,7 +230,6 @@ class ClientConnection(asyncio.Protocol):
             self._close()
 
     def _idle_timeout(self) -> None:
-        self.timer = None
         if self.current is None and self.parsing is None:
             self._close()
 
@@ -225,7 +242,7 @@ class ClientConnection(asyncio.Protocol):
         ctx = RequestContext(self, time.perf_counter())
         self.parsing = ctx
         if self.current is None:
-            self._arm(self.rt.header_timeout, self._header_timeout)
+            self._arm(self.rt.header_timeout, _HEADERS)
 
     def on_url(self, url: bytes) -> None:
         ctx = self.parsing
@@ -509,8 +526,7 @@ class ClientConnection(asyncio.Protocol):
             self.resume_reading(_PAUSE_BUFFER)
         if ctx.request_done and ctx.chunked:
             upstream.write(LAST_CHUNK)
-        if ctx.timer is None:
-            ctx.timer = self.loop.call_later(self.rt.read_timeout, self._check_timeout, ctx)
+        self._arm(self.rt.read_timeout, _EXCHANGE)
 
     def _request_head(self, ctx: RequestContext) -> bytes:
         rt = self.rt
@@ -552,12 +568,10 @@ class ClientConnection(asyncio.Protocol):
         append(b"\r\n\r\n")
         return b"".join(parts)
 
-    def _check_timeout(self, ctx: RequestContext) -> None:
-        ctx.timer = None
+    def _check_timeout(self, ctx: RequestContext, now: float) -> None:
         upstream = ctx.upstream
         if ctx.done or upstream is None or self.splice is not None:
             return
-        now = self.loop.time()
         timeout = self.rt.read_timeout
         if not ctx.request_done:
             idle = now - ctx.last_client_read
@@ -569,9 +583,7 @@ class ClientConnection(asyncio.Protocol):
                 return
         idle = now - upstream.last_active
         if idle < timeout or not ctx.request_done:
-            ctx.timer = self.loop.call_later(
-                timeout - min(idle, timeout) + 0.01, self._check_timeout, ctx
-            )
+            self._arm(timeout - min(idle, timeout), _EXCHANGE)
             return
         self.gw.metrics.count_upstream_error("read_timeout")
         ctx.reason = "upstream:read_timeout"
@@ -585,11 +597,19 @@ class ClientConnection(asyncio.Protocol):
         if ctx.upstream is not None:
             upstream, ctx.upstream = ctx.upstream, None
             upstream.abort()
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
+        self._disarm()
 
     # -- the upstream's answer (called by UpstreamConnection) ---------------
+    # What one read from the upstream produces is collected in `_out` and written
+    # with one writev when that read is parsed (`flush`): one syscall per read, not
+    # one per head, chunk and terminator.
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            if self.transport is not None and not self.closed:
+                self.transport.writelines(out)
+            out.clear()
+
     def response_head(
         self,
         ctx: RequestContext,
@@ -653,27 +673,25 @@ class ClientConnection(asyncio.Protocol):
         append(b": ")
         append(ctx.request_id)
         append(b"\r\n\r\n")
-        self.transport.write(b"".join(parts))
+        self._out.append(b"".join(parts))
 
     def response_body(self, ctx: RequestContext, body: bytes) -> None:
         if ctx.done or self.transport is None:
             return
         ctx.bytes_out += len(body)
         if ctx.framing == _CHUNKED:
-            self.transport.writelines(chunk(body))
+            self._out.extend(chunk(body))
         else:
-            self.transport.write(body)
+            self._out.append(body)
 
     def response_complete(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
         if ctx.done:
             return
-        if ctx.framing == _CHUNKED and self.transport is not None:
-            self.transport.write(LAST_CHUNK)
+        if ctx.framing == _CHUNKED:
+            self._out.append(LAST_CHUNK)
         ctx.upstream = None
         ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
+        self._disarm()
         if upstream.keep_alive and ctx.request_done and not upstream.closed:
             upstream.pool.release(upstream)
         else:
@@ -688,8 +706,8 @@ class ClientConnection(asyncio.Protocol):
         if ctx.response_started:
             if ctx.until_close:
                 # A close-delimited body ends with the connection.
-                if ctx.framing == _CHUNKED and self.transport is not None:
-                    self.transport.write(LAST_CHUNK)
+                if ctx.framing == _CHUNKED:
+                    self._out.append(LAST_CHUNK)
                 self._finish(ctx)
                 return
             # Broke mid-response: the client must see a broken response, not a short one.
@@ -723,9 +741,7 @@ class ClientConnection(asyncio.Protocol):
         if ctx.upstream is upstream:
             ctx.upstream = None
         upstream.abort()
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
+        self._disarm()
         if ctx.response_started:
             self._abort_client(ctx)
         else:
@@ -738,9 +754,7 @@ class ClientConnection(asyncio.Protocol):
         if ctx.done or self.transport is None:
             upstream.abort()
             return
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
+        self._disarm()
         self.splice = upstream
         upstream.splice = self.transport
         assert upstream.transport is not None
@@ -764,6 +778,7 @@ class ClientConnection(asyncio.Protocol):
             self._finish(ctx)
 
     def _abort_client(self, ctx: RequestContext) -> None:
+        self._out.clear()  # a broken response must stay visibly broken
         self._cancel_upstream(ctx)
         if self.transport is not None:
             self.transport.abort()
@@ -772,10 +787,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- record, then the next request --------------------------------------
     def _finish(self, ctx: RequestContext) -> None:
+        self.flush()
         ctx.done = True
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
+        self._disarm()
         self.gw.record(ctx)
         if self.splice is not None and self.current is ctx and not self.closed:
             return  # a spliced exchange is recorded when the splice ends
@@ -798,9 +812,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.resume_reading(_PAUSE_PIPELINE)
             if self.parsing is None:
-                self._arm(self.rt.keepalive_timeout, self._idle_timeout)
+                self._arm(self.rt.keepalive_timeout, _IDLE)
             else:
-                self._arm(self.rt.header_timeout, self._header_timeout)
+                self._arm(self.rt.header_timeout, _HEADERS)
 
     def _next(self) -> None:
         if self.closed or self.current is not None or not self.pipeline:

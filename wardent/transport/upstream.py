@@ -92,16 +92,19 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.last_active = self.loop.time()
         self.got_bytes = True
+        client = ctx.conn
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            client.flush()
             if self.ctx is ctx and self.status == 101:
-                ctx.conn.upstream_upgraded(ctx, self, data[upgrade.args[0] :])
+                client.upstream_upgraded(ctx, self, data[upgrade.args[0] :])
             return
         except httptools.HttpParserError as error:
             if self.ctx is ctx:
-                ctx.conn.upstream_failed(ctx, self, "protocol", f"bad response: {error}")
+                client.upstream_failed(ctx, self, "protocol", f"bad response: {error}")
             return
+        client.flush()
         if self.skip_body:
             # A response to HEAD ends at its headers whatever its Content-Length says;
             # httptools cannot be told so, so the next response gets a fresh parser.

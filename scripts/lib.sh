@@ -1,0 +1,49 @@
+# Shared set-up steps for scripts/up and scripts/test (sourced, not run).
+
+PYTHON=${PYTHON:-python3}
+_APT_UPDATED=0
+
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing Debian packages: $* (run as root, or install them)" >&2
+        return 1
+    fi
+    if [ "$_APT_UPDATED" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_python_venv() {
+    if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+        echo "Python 3.11 or newer is needed as $PYTHON" >&2
+        exit 1
+    fi
+    if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+}
+
+# ensure_debian_packages CMD... : installs the package of each missing command.
+ensure_debian_packages() {
+    local missing=()
+    for command in "$@"; do
+        command -v "$command" >/dev/null 2>&1 || missing+=("$command")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
+install_project() {
+    if [ ! -x .venv/bin/python ]; then
+        "$PYTHON" -m venv .venv
+    fi
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    local extras="dev"
+    if grep -q '^app = \[' pyproject.toml; then
+        extras="dev,app"
+    fi
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+}
