@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from wardent.config.schema import Settings
 from wardent.guards.chain import Guard, GuardChain
 from wardent.identify import ClientIdentifier, RouteTable
+from wardent.transport.http import HOP_BY_HOP
 
 
 class Runtime:
@@ -28,6 +29,8 @@ class Runtime:
         "max_pipelined",
         "read_timeout",
         "request_id_header",
+        "request_id_prefix",
+        "response_special",
         "routes",
         "settings",
         "trust_request_id",
@@ -40,6 +43,9 @@ class Runtime:
         self.chain = GuardChain(guards)
         self.client_ip_header = settings.client_ip.header.lower().encode()
         self.request_id_header = settings.http.request_id_header.lower().encode()
+        self.request_id_prefix = settings.http.request_id_header.encode() + b": "
+        # Response fields the proxy does not copy as they come.
+        self.response_special = HOP_BY_HOP | {b"content-length", self.request_id_header}
         self.trust_request_id = settings.http.trust_request_id
         self.max_header_size = settings.http.max_header_size
         self.max_header_count = settings.http.max_header_count

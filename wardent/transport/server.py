@@ -13,7 +13,6 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -562,8 +561,7 @@ class ClientConnection(asyncio.Protocol):
             append(b"\r\nX-Forwarded-Host: ")
             append(ctx.host)
         append(b"\r\n")
-        append(rt.settings.http.request_id_header.encode())
-        append(b": ")
+        append(rt.request_id_prefix)
         append(ctx.request_id)
         append(b"\r\n\r\n")
         return b"".join(parts)
@@ -623,31 +621,32 @@ class ClientConnection(asyncio.Protocol):
         ctx.status = status
         ctx.response_started = True
         ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
-        parts = [b"HTTP/1.1 %d " % status, phrase, b"\r\n"]
-        append = parts.append
+        lines = [b"HTTP/1.1 %d " % status + phrase + b"\r\n"]
+        append = lines.append
         upgrading = status == 101
         has_length = chunked = False
-        drop: set[bytes] | None = None
-        for name, value in headers:
-            if name.lower() == b"connection":
-                drop = connection_tokens(value)
-                drop.discard(b"upgrade")
-        request_id_header = self.rt.request_id_header
+        drop: frozenset[bytes] = _NO_TOKENS
+        special = self.rt.response_special
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP:
+            if lname in special:
+                if lname == b"connection":
+                    drop = _connection_tokens(value)
+                    continue
                 if lname == b"transfer-encoding":
                     chunked = True
-                if not (upgrading and lname == b"upgrade"):
                     continue
-            if lname == request_id_header or (drop is not None and lname in drop):
-                continue
-            if lname == b"content-length":
-                has_length = True
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+                if lname == b"content-length":
+                    has_length = True
+                elif not (upgrading and lname == b"upgrade"):
+                    continue  # hop-by-hop, or the request id we set ourselves
+            append(name + b": " + value + b"\r\n")
+        if drop:
+            # Fields named by the upstream's Connection header are hop-by-hop too (rare).
+            lines = [lines[0]] + [
+                line for line in lines[1:] if line.split(b":", 1)[0].lower() not in drop
+            ]
+            append = lines.append
         if upgrading:
             append(b"Connection: upgrade\r\n")
             framing = _NO_BODY
@@ -669,11 +668,8 @@ class ClientConnection(asyncio.Protocol):
             ctx.close_after = True
         if ctx.close_after and not upgrading:
             append(b"Connection: close\r\n")
-        append(self.rt.settings.http.request_id_header.encode())
-        append(b": ")
-        append(ctx.request_id)
-        append(b"\r\n\r\n")
-        self._out.append(b"".join(parts))
+        append(self.rt.request_id_prefix + ctx.request_id + b"\r\n\r\n")
+        self._out.append(b"".join(lines))
 
     def response_body(self, ctx: RequestContext, body: bytes) -> None:
         if ctx.done or self.transport is None:
@@ -828,6 +824,21 @@ class ClientConnection(asyncio.Protocol):
         """Graceful stop: idle connections close now, busy ones after their answer."""
         if self.current is None and self.parsing is None:
             self._close()
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_TOKENS_CACHE: dict[bytes, frozenset[bytes]] = {}
+
+
+def _connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The field names a Connection header lists, besides the usual keep-alive/close."""
+    tokens = _TOKENS_CACHE.get(value)
+    if tokens is None:
+        found = connection_tokens(value) - {b"keep-alive", b"close", b"upgrade"}
+        tokens = frozenset(found)
+        if len(_TOKENS_CACHE) < 1024:
+            _TOKENS_CACHE[value] = tokens
+    return tokens
 
 
 def _header(ctx: RequestContext, lname: bytes) -> bytes:
