@@ -304,8 +304,12 @@ async def _serve(config_path: Path, settings: Settings) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    # logrotate: move the file, then USR1 makes Wardent open a new one.
-    loop.add_signal_handler(signal.SIGUSR1, lambda: gateway.access_log.reopen())
+
+    def on_usr1() -> None:
+        # logrotate: move the file, then USR1 makes Wardent open a new one.
+        gateway.access_log.reopen()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     await gateway.wait_stopped()
     log.info("stopped")
     return 0
