@@ -20,6 +20,7 @@ class Runtime:
     __slots__ = (
         "chain",
         "client_ip_header",
+        "client_ip_line",
         "debug_headers",
         "header_timeout",
         "identifier",
@@ -42,6 +43,7 @@ class Runtime:
         self.routes = RouteTable(settings.routes)
         self.chain = GuardChain(guards)
         self.client_ip_header = settings.client_ip.header.lower().encode()
+        self.client_ip_line = b"\r\n" + settings.client_ip.header.encode() + b": "
         self.request_id_header = settings.http.request_id_header.lower().encode()
         self.request_id_prefix = settings.http.request_id_header.encode() + b": "
         # Response fields the proxy does not copy as they come.

@@ -121,15 +121,20 @@ async def test_untrusted_peer_cannot_spoof(tmp_path: Path, upstream: Upstream) -
                 "X-Forwarded-For": "6.6.6.6",
                 "X-Real-IP": "6.6.6.6",
                 "X-Forwarded-Proto": "https",
+                "X-Request-ID": "abc-123",
             },
         )
         entry = await log_entry(wardent, request_id)
+    # An untrusted peer's request id is not believed either: a fresh one is generated.
+    assert request_id != "abc-123"
+    assert values(echo, "X-Request-ID") == [request_id]
     assert values(echo, "X-Forwarded-For") == ["127.0.0.1"], echo["headers"]
     assert values(echo, "X-Real-IP") == ["127.0.0.1"], echo["headers"]
     assert values(echo, "X-Forwarded-Proto") == ["http"], echo["headers"]
+    # The spoofed header itself is replaced by the client Wardent identified.
+    assert values(echo, "CF-Connecting-IP") == ["127.0.0.1"], echo["headers"]
     for name, value in echo["headers"]:
-        if name.lower() != "cf-connecting-ip":
-            assert "6.6.6.6" not in value and SPOOF not in value, (name, value)
+        assert "6.6.6.6" not in value and SPOOF not in value, (name, value)
     assert entry["client_ip"] == "127.0.0.1"
     assert entry["peer"] == "127.0.0.1"
 

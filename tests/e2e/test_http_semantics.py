@@ -160,21 +160,25 @@ def values(echo: Any, name: str) -> list[str]:
 # -- bodies and framing -------------------------------------------------------------
 
 
-def test_head_carries_no_body(wardent: Wardent) -> None:
-    """The next pipelined answer starts right after the HEAD's head: no body in between."""
+@pytest.mark.parametrize("path", ["/echo/head", "/big?n=100000"], ids=["length", "chunked"])
+def test_head_carries_no_body(wardent: Wardent, path: str) -> None:
+    """The next pipelined answer starts right after the HEAD's head: no body in between.
+
+    The upstream answers HEAD with the GET's Content-Length (/echo) or its
+    Transfer-Encoding: chunked (/big); either way no body byte may follow.
+    """
     with Wire(wardent) as wire:
         wire.send(
-            b"HEAD /echo/head HTTP/1.1\r\nHost: x\r\n\r\n"
+            f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             + b"GET /echo/after-head HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         head = wire.read_head()
         assert head.status == 200
-        assert head.header("Transfer-Encoding") is None, head.head
-        # The upstream's Content-Length describes the GET body; it may be kept, but no body follows.
         second = wire.read_response()
-        assert second.status == 200
+        assert second.status == 200, f"after HEAD: {head.head!r} then {second.head!r}"
         assert second.json()["path"] == "/echo/after-head"
         assert second.json()["method"] == "GET"
+        assert wire.buffer == b""
 
 
 @pytest.mark.parametrize("status", NO_BODY_STATUSES)
@@ -264,6 +268,24 @@ def test_pipelined_requests_answered_in_order(wardent: Wardent) -> None:
     assert answered == paths
 
 
+def test_pipelined_burst_in_one_send_all_answered(wardent: Wardent) -> None:
+    """32 small GETs arriving in one segment: every one is answered, in order.
+
+    More requests than `http.max_pipelined` may arrive in one read; the proxy may stop
+    reading to bound its queue, but a request it has parsed must not be dropped unanswered.
+    """
+    paths = [f"/echo/burst-{index}" for index in range(32)]
+    answered: list[str] = []
+    with Wire(wardent) as wire:
+        wire.send(b"".join(get(path) for path in paths))
+        try:
+            for _ in paths:
+                answered.append(wire.read_response().json()["path"])
+        except EOFError:
+            pass
+    assert answered == paths, f"{len(answered)} of {len(paths)} answered, then the server closed"
+
+
 def test_pipelined_slow_first_request_stays_first(wardent: Wardent) -> None:
     with Wire(wardent) as wire:
         wire.send(get("/slow?s=0.3") + get("/echo/fast-1") + get("/echo/fast-2"))
@@ -317,6 +339,16 @@ def test_http_10_without_keep_alive_is_closed(wardent: Wardent) -> None:
         assert response.status == 200
         assert response.json()["path"] == "/echo/h10"
         assert wire.closed_by_server(), "an HTTP/1.0 request without keep-alive stays open"
+
+
+def test_http_10_client_gets_no_chunked_framing(wardent: Wardent) -> None:
+    """An HTTP/1.0 client cannot read chunked: a chunked upstream answer ends at close."""
+    with Wire(wardent) as wire:
+        wire.send(get("/big?n=100000", version="1.0"))
+        response = wire.read_response()
+        assert response.status == 200
+        assert response.header("Transfer-Encoding") is None, response.head
+        assert response.body == b"x" * 100000
 
 
 def test_keep_alive_connection_stays_open(wardent: Wardent) -> None:

@@ -42,8 +42,9 @@ _BODY_BUFFER_LIMIT = 256 * 1024
 # Why client reading is paused: a bit each, reading resumes when none is left.
 _PAUSE_UPSTREAM = 1  # the upstream socket cannot take more body yet
 _PAUSE_BUFFER = 2  # body buffered while the upstream connection is being made
-_PAUSE_PIPELINE = 4  # a request is queued behind the one in flight
+_PAUSE_PIPELINE = 4  # http.max_pipelined requests wait behind the one in flight
 _PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
+_PAUSE_LAST = 16  # the last request the connection may carry has been read
 
 # What a connection's deadline is for.
 _NOTHING, _HEADERS, _IDLE, _EXCHANGE = 0, 1, 2, 3
@@ -328,10 +329,11 @@ class ClientConnection(asyncio.Protocol):
             self.current = ctx
             self._dispatch(ctx)
         else:
+            # Answered in order after the one in flight. A single read can hold
+            # more than the bound (httptools parses it whole); reading stops there.
             self.pipeline.append(ctx)
-            if len(self.pipeline) > self.rt.max_pipelined:
-                raise _Refuse(400, "too_many_pipelined")
-            self.pause_reading(_PAUSE_PIPELINE)
+            if len(self.pipeline) >= self.rt.max_pipelined:
+                self.pause_reading(_PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         ctx = self.parsing
@@ -364,7 +366,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.write(LAST_CHUNK)
         if not ctx.keep_alive or ctx.upgrade:
             # Nothing after this request is ours to parse.
-            self.pause_reading(_PAUSE_PIPELINE)
+            self.pause_reading(_PAUSE_LAST)
 
     # -- refusing bad HTTP ---------------------------------------------------
     def _refuse(self, status: int, reason: str) -> None:
@@ -378,7 +380,7 @@ class ClientConnection(asyncio.Protocol):
         if current is not None and current is not ctx:
             # A request in flight ahead of the bad one still gets its answer, then we close.
             current.close_after = True
-            self.pause_reading(_PAUSE_PIPELINE)
+            self.pause_reading(_PAUSE_LAST)
             return
         if ctx is None:
             ctx = RequestContext(self, time.perf_counter())
@@ -533,8 +535,14 @@ class ClientConnection(asyncio.Protocol):
         append = parts.append
         tokens = ctx.conn_tokens
         request_id_header = rt.request_id_header
+        client_ip_header = rt.client_ip_header
         for lname, name, value in ctx.headers:
-            if lname in HOP_BY_HOP or lname in _REPLACED or lname == request_id_header:
+            if (
+                lname in HOP_BY_HOP
+                or lname in _REPLACED
+                or lname == request_id_header
+                or lname == client_ip_header
+            ):
                 continue
             if tokens is not None and lname in tokens:
                 continue
@@ -553,6 +561,10 @@ class ClientConnection(asyncio.Protocol):
         append(b"X-Forwarded-For: ")
         append(ip)
         append(b"\r\nX-Real-IP: ")
+        append(ip)
+        # The client-IP header too says who Wardent decided the client is: an
+        # upstream reading it must never see a value spoofed by an untrusted peer.
+        append(rt.client_ip_line)
         append(ip)
         proto = ctx.values.get(b"x-forwarded-proto") if self.peer_trusted else None
         append(b"\r\nX-Forwarded-Proto: ")
@@ -760,7 +772,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.transport.write(data)
         ctx.upgrade_buffer.clear()
         self.gw.metrics.websocket_open += 1
-        self.resume_reading(_PAUSE_UPGRADE | _PAUSE_PIPELINE)
+        self.resume_reading(_PAUSE_UPGRADE | _PAUSE_PIPELINE | _PAUSE_LAST)
 
     def splice_closed(self, ctx: RequestContext) -> None:
         """One side of a spliced connection closed: close the other, record the exchange."""
@@ -816,7 +828,7 @@ class ClientConnection(asyncio.Protocol):
         if self.closed or self.current is not None or not self.pipeline:
             return
         ctx = self.current = self.pipeline.popleft()
-        if not self.pipeline:
+        if len(self.pipeline) < self.rt.max_pipelined:
             self.resume_reading(_PAUSE_PIPELINE)
         self._dispatch(ctx)
 
@@ -869,6 +881,5 @@ _BAD_REQUEST_LABEL = {
     "uri_too_long": "headers_too_large",
     "too_many_headers": "too_many_headers",
     "parse_error": "parse_error",
-    "too_many_pipelined": "parse_error",
     "internal_error": "parse_error",
 }
