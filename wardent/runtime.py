@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from wardent.config.schema import Settings
 from wardent.guards.chain import Guard, GuardChain
 from wardent.identify import ClientIdentifier, RouteTable
-from wardent.transport.http import HOP_BY_HOP
+from wardent.transport.http import HOP_BY_HOP, REPLACED_REQUEST_HEADERS
 
 
 class Runtime:
@@ -31,6 +31,7 @@ class Runtime:
         "read_timeout",
         "request_id_header",
         "request_id_prefix",
+        "request_skip",
         "response_special",
         "routes",
         "settings",
@@ -46,6 +47,10 @@ class Runtime:
         self.client_ip_line = b"\r\n" + settings.client_ip.header.encode() + b": "
         self.request_id_header = settings.http.request_id_header.lower().encode()
         self.request_id_prefix = settings.http.request_id_header.encode() + b": "
+        # Request fields not copied as they come: set by Wardent, or hop-by-hop.
+        self.request_skip = (
+            HOP_BY_HOP | REPLACED_REQUEST_HEADERS | {self.request_id_header, self.client_ip_header}
+        )
         # Response fields the proxy does not copy as they come.
         self.response_special = HOP_BY_HOP | {b"content-length", self.request_id_header}
         self.trust_request_id = settings.http.trust_request_id

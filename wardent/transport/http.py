@@ -18,6 +18,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+# Request fields the proxy replaces or consumes instead of forwarding as sent.
+REPLACED_REQUEST_HEADERS = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"expect"}
+)
+
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}

@@ -21,7 +21,6 @@ from wardent.context import RequestContext
 from wardent.guards.chain import Rejection
 from wardent.identify import normalise_path
 from wardent.transport.http import (
-    HOP_BY_HOP,
     IDEMPOTENT_METHODS,
     LAST_CHUNK,
     bare_response,
@@ -52,10 +51,6 @@ _NOTHING, _HEADERS, _IDLE, _EXCHANGE = 0, 1, 2, 3
 # Response framing towards the client.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
-# Headers the proxy replaces or consumes instead of forwarding as sent.
-_REPLACED = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"expect"}
-)
 _READ_HEADERS = frozenset(
     {
         b"host",
@@ -534,15 +529,9 @@ class ClientConnection(asyncio.Protocol):
         parts = [ctx.method_raw, b" ", ctx.target, b" HTTP/1.1\r\n"]
         append = parts.append
         tokens = ctx.conn_tokens
-        request_id_header = rt.request_id_header
-        client_ip_header = rt.client_ip_header
+        skip = rt.request_skip
         for lname, name, value in ctx.headers:
-            if (
-                lname in HOP_BY_HOP
-                or lname in _REPLACED
-                or lname == request_id_header
-                or lname == client_ip_header
-            ):
+            if lname in skip:
                 continue
             if tokens is not None and lname in tokens:
                 continue
