@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -141,6 +142,16 @@ class Wardent(Process):
 
     def access_log(self) -> list[dict[str, Any]]:
         return [entry for entry in self.json_lines("stdout") if "request_id" in entry]
+
+    async def access_entry(self, request_id: str) -> dict[str, Any]:
+        """The access-log entry of one request (flushed every 0.5 s), waiting up to 3 s
+        without blocking the test's event loop."""
+        async with asyncio.timeout(3):
+            while True:
+                for entry in self.access_log():
+                    if entry["request_id"] == request_id:
+                        return entry
+                await asyncio.sleep(0.05)
 
     def wait_access(self, predicate: Any, timeout: float = 3.0) -> dict[str, Any]:
         """The first access-log entry matching `predicate` (the log flushes every 0.5 s)."""
