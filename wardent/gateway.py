@@ -23,6 +23,7 @@ from wardent.config.schema import Address, Settings
 from wardent.context import RequestContext
 from wardent.observe.access_log import AccessEntry, AccessLog, NullAccessLog, utc_timestamp
 from wardent.observe.app_log import configure_logging
+from wardent.observe.liveness import SystemdNotifier
 from wardent.observe.loop_lag import LoopLagMonitor
 from wardent.observe.metrics import GatewayMetrics
 from wardent.runtime import RequestIds, Runtime
@@ -48,6 +49,7 @@ class Gateway:
         self.server: asyncio.Server | None = None
         self.admin: web.AppRunner | None = None
         self.lag = LoopLagMonitor(self.metrics)
+        self.systemd = SystemdNotifier()
         self._stopped = asyncio.Event()
         self._drained = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -188,10 +190,12 @@ class Gateway:
             mode=settings.listen.unix_socket_mode,
         )
         self.admin = await start_admin(build_admin_app(self), settings.listen.admin)
+        public = _bound(self.server, settings.listen.public)
+        self.systemd.ready(f"serving on {public}, upstream {settings.upstream.url}")
         log.info(
             "wardent serving",
             extra={
-                "public": _bound(self.server, settings.listen.public),
+                "public": public,
                 "admin": _admin_bound(self.admin, settings.listen.admin),
                 "upstream": settings.upstream.url,
                 "pid": os.getpid(),
@@ -203,6 +207,7 @@ class Gateway:
         if self.stopping:
             return
         self.stopping = True
+        self.systemd.stopping()
         deadline = self.loop.time() + self.settings.shutdown_timeout
         log.info("stopping", extra={"in_flight": self.metrics.in_flight})
         if self.server is not None:
@@ -222,6 +227,7 @@ class Gateway:
             await self.admin.cleanup()
         await self.lag.stop()
         self.access_log.close()
+        self.systemd.close()
         public = self.settings.listen.public
         if public.unix_path is not None:
             with contextlib.suppress(OSError):
