@@ -14,7 +14,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wardent.config.schema import ClientIP, Network, Route
+from wardent.config.schema import ClientIP, Route
+from wardent.config.types import Network
 
 _CACHE_LIMIT = 65536
 _MAX_IP_TEXT = 64  # the longest IPv6 text with a zone is well below this

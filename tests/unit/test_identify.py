@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from wardent.config.schema import ClientIP, Match, Route
+from wardent.config.schema import ClientIP, Route
+from wardent.config.types import Match
 from wardent.identify import ClientIdentifier, RouteTable, normalise_path, parse_ip
 
 
