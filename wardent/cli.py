@@ -1,12 +1,16 @@
-"""The `wardent` command: run the gateway, check a configuration, reload it.
+"""The `wardent` command: run the gateway, check a configuration, reload it, manage bans.
 
     wardent run    -c FILE [--workers N]
     wardent check  -c FILE
     wardent reload [-c FILE]
+    wardent bans   list | add IP_OR_CIDR --for 1h --reason TEXT | remove IP_OR_CIDR  [-c FILE]
+    wardent why    IP [-c FILE]
 
 `check` works like `nginx -t`: every problem on its own line with the YAML
-line number, and exit status 1. `reload` asks the running gateway through the
-admin API (found with -c FILE or WARDENT_ADMIN_URL / WARDENT_ADMIN_TOKEN).
+line number, and exit status 1. `reload`, `bans` and `why` ask the running
+gateway through the admin API (found with -c FILE or WARDENT_ADMIN_URL /
+WARDENT_ADMIN_TOKEN): exit 0 when done, 1 when refused or not found, 2 when
+the admin API cannot be reached.
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from wardent.config.load import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from wardent.admin.client import AdminClient
 
 __all__ = ["main"]
 
@@ -54,14 +63,40 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML file")
 
     reload = commands.add_parser("reload", help="make the running gateway re-read its file")
-    reload.add_argument(
+    _admin_option(reload)
+
+    bans = commands.add_parser("bans", help="list, add or remove bans")
+    actions = bans.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _admin_option(actions.add_parser("list", help="the bans in force"))
+    add = actions.add_parser("add", help="ban an IP address or a network")
+    add.add_argument("target", metavar="IP_OR_CIDR", help="e.g. 203.0.113.7 or 203.0.113.0/24")
+    add.add_argument(
+        "--for",
+        dest="duration",
+        required=True,
+        metavar="DURATION",
+        help="how long: 30m, 1h, 7d, ...",
+    )
+    add.add_argument("--reason", default="", metavar="TEXT", help="why, for the record")
+    _admin_option(add)
+    remove = actions.add_parser("remove", help="lift a ban")
+    remove.add_argument("target", metavar="IP_OR_CIDR", help="as it was banned")
+    _admin_option(remove)
+
+    why = commands.add_parser("why", help="one client's state: ban, violations, ban history")
+    why.add_argument("ip", metavar="IP", help="the client's address")
+    _admin_option(why)
+    return parser
+
+
+def _admin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "-c",
         "--config",
         metavar="FILE",
         help="find the admin listener and token in FILE "
         "(else WARDENT_ADMIN_URL / WARDENT_ADMIN_TOKEN, else http://127.0.0.1:9180)",
     )
-    return parser
 
 
 def _positive_int(text: str) -> int:
@@ -82,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "reload":
         return _reload(args.config)
+    if args.command == "bans":
+        if args.action == "list":
+            return _bans_list(args.config)
+        if args.action == "add":
+            return _bans_add(args.config, args.target, args.duration, args.reason)
+        return _bans_remove(args.config, args.target)
+    if args.command == "why":
+        return _why(args.config, args.ip)
     raise AssertionError(f"unhandled command {args.command}")  # argparse already refused it
 
 
@@ -109,14 +152,10 @@ def _check(config_path: str) -> int:
     return EXIT_OK
 
 
-def _reload(config_path: str | None) -> int:
+def _admin_client(config_path: str | None) -> AdminClient | None:
+    """The admin API's client, or None (said why on stderr) when the file does not tell."""
     # aiohttp is imported only by the commands that talk to the admin API.
-    from wardent.admin.client import (
-        AdminClient,
-        AdminUnreachable,
-        resolve_admin,
-        run_request,
-    )
+    from wardent.admin.client import AdminClient, resolve_admin
 
     try:
         url, token = resolve_admin(config_path, os.environ)
@@ -128,9 +167,21 @@ def _reload(config_path: str | None) -> int:
             "fix the file or set WARDENT_ADMIN_URL and WARDENT_ADMIN_TOKEN",
             file=sys.stderr,
         )
+        return None
+    return AdminClient(url, token)
+
+
+def _admin_request(
+    config_path: str | None, method: str, path: str, json: Any = None
+) -> tuple[int, Any] | int:
+    """(status, body) of one admin API call, or the exit status when it could not be made."""
+    from wardent.admin.client import AdminUnreachable, run_request
+
+    client = _admin_client(config_path)
+    if client is None:
         return EXIT_FAILED
     try:
-        status, body = run_request(AdminClient(url, token), "POST", "/reload")
+        return run_request(client, method, path, json=json)
     except AdminUnreachable as error:
         print(
             f"wardent: {error}\nwardent: is wardent running? Point to its admin listener "
@@ -138,6 +189,13 @@ def _reload(config_path: str | None) -> int:
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
+
+
+def _reload(config_path: str | None) -> int:
+    answer = _admin_request(config_path, "POST", "/reload")
+    if isinstance(answer, int):
+        return answer
+    status, body = answer
     if status == 200:
         print("wardent: configuration reloaded")
         return EXIT_OK
@@ -145,6 +203,143 @@ def _reload(config_path: str | None) -> int:
     if status == 422:
         print("wardent: reload failed; the old configuration keeps running", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _bans_list(config_path: str | None) -> int:
+    answer = _admin_request(config_path, "GET", "/bans")
+    if isinstance(answer, int):
+        return answer
+    status, body = answer
+    if status != 200 or not isinstance(body, dict):
+        _print_error(status, body)
+        return EXIT_FAILED
+    bans = body.get("bans", [])
+    if not bans:
+        print("wardent: no bans in force")
+        return EXIT_OK
+    rows = [("TARGET", "UNTIL (UTC)", "LEFT", "SOURCE", "COUNT", "REASON")]
+    rows.extend(
+        (
+            str(ban["target"]),
+            str(ban["until"]),
+            _span(ban["remaining_seconds"]),
+            str(ban["source"]),
+            str(ban["count"]),
+            str(ban["reason"]),
+        )
+        for ban in bans
+    )
+    _print_table(rows)
+    return EXIT_OK
+
+
+def _bans_add(config_path: str | None, target: str, duration: str, reason: str) -> int:
+    request = {"target": target, "duration": duration, "reason": reason}
+    answer = _admin_request(config_path, "POST", "/bans", request)
+    if isinstance(answer, int):
+        return answer
+    status, body = answer
+    if status != 201 or not isinstance(body, dict):
+        _print_error(status, body)
+        return EXIT_FAILED
+    print(
+        f"wardent: banned {body['target']} until {body['until']} "
+        f"({_span(body['remaining_seconds'])}), ban #{body['count']} of this target"
+    )
+    return EXIT_OK
+
+
+def _bans_remove(config_path: str | None, target: str) -> int:
+    answer = _admin_request(config_path, "DELETE", "/bans/" + quote(target, safe=""))
+    if isinstance(answer, int):
+        return answer
+    status, body = answer
+    if status != 200:
+        _print_error(status, body)
+        return EXIT_FAILED
+    print(f"wardent: ban of {target} removed")
+    return EXIT_OK
+
+
+def _why(config_path: str | None, ip: str) -> int:
+    answer = _admin_request(config_path, "GET", "/clients/" + quote(ip, safe=""))
+    if isinstance(answer, int):
+        return answer
+    status, body = answer
+    if status != 200 or not isinstance(body, dict):
+        _print_error(status, body)
+        return EXIT_FAILED
+    for line in _client_lines(body):
+        print(line)
+    return EXIT_OK
+
+
+def _client_lines(state: dict[str, Any]) -> list[str]:
+    """`GET /clients/{ip}` as text an operator reads top to bottom."""
+    from wardent.config.units import format_duration
+
+    lines = [f"client {state['ip']} (key {state['key']})"]
+    if state.get("never_ban"):
+        lines.append("  never_ban: yes, this address is never banned")
+    ban = state.get("ban")
+    if ban:
+        lines.append(
+            f"  banned:     until {ban['until']} ({_span(ban['remaining_seconds'])} left), "
+            f"{ban['source']}, ban #{ban['count']} of {ban['target']}"
+        )
+        lines.append(f"  reason:     {ban['reason']}")
+    else:
+        lines.append("  banned:     no")
+    violations = state.get("violations") or {}
+    events = violations.get("events", [])
+    window = format_duration(float(violations.get("window_seconds", 0)))
+    lines.append(
+        f"  violations: {violations.get('count', len(events))} of "
+        f"{violations.get('max_violations', '?')} in the last {window}"
+    )
+    lines.extend(f"    {event['at']}  {event['guard']}" for event in events)
+    history = state.get("history", [])
+    if not history:
+        lines.append("  history:    none")
+        return lines
+    lines.append("  history (newest first):")
+    rows = [
+        (
+            str(event["at"]),
+            str(event["action"]),
+            str(event["target"]),
+            f"until {event['until']}" if event["action"] == "ban" else "",
+            str(event.get("source") or ""),
+            str(event.get("reason") or "") if event["action"] == "ban" else "",
+        )
+        for event in history
+    ]
+    lines.extend("    " + line for line in _table_lines(rows))
+    return lines
+
+
+def _span(seconds: Any) -> str:
+    """Whole seconds as the two largest units: 3d 4h, 59m 12s, 7s."""
+    remaining = max(0, int(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if remaining >= size or (unit == "s" and not parts):
+            parts.append(f"{remaining // size}{unit}")
+            remaining %= size
+    return " ".join(parts[:2])
+
+
+def _table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    for line in _table_lines(rows):
+        print(line)
 
 
 def _print_error(status: int, body: Any) -> None:

@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 
 class RequestContext:
     __slots__ = (
+        "awaiting_body",
         "body_buffer",
         "body_buffered",
+        "body_limit",
+        "body_limit_shadow",
         "bytes_in",
         "bytes_out",
         "chunked",
@@ -40,6 +43,7 @@ class RequestContext:
         "reason",
         "request_done",
         "request_id",
+        "response_headers",
         "response_started",
         "retried",
         "route",
@@ -85,6 +89,10 @@ class RequestContext:
         self.user_agent: bytes | None = None
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
+        self.awaiting_body = False  # held until the whole body is read (signature check)
+        self.body_limit = 0  # > 0: a chunked body is cut past this many bytes
+        self.body_limit_shadow = False
+        self.response_headers: list[bytes] | None = None
         self.upgrade_buffer: list[bytes] = []
         self.request_done = False
         self.bytes_in = 0
@@ -103,3 +111,17 @@ class RequestContext:
         self.reason: str | None = None
         self.shadow_reasons: list[str] = []
         self.task: asyncio.Task[None] | None = None
+
+    def header(self, lname: bytes) -> bytes | None:
+        """The first value of a header, by lower-cased name."""
+        for name, _, value in self.headers:
+            if name == lname:
+                return value
+        return None
+
+    def add_response_header(self, line: bytes) -> None:
+        """A `Name: value` line (no CRLF) for the upstream's answer, e.g. RateLimit."""
+        if self.response_headers is None:
+            self.response_headers = [line]
+        else:
+            self.response_headers.append(line)

@@ -21,12 +21,19 @@ from wardent.admin.api import build_admin_app, start_admin
 from wardent.config.load import ConfigError, load_settings
 from wardent.config.schema import Address, Settings
 from wardent.context import RequestContext
+from wardent.guards.build import GuardState
+from wardent.guards.rate_limit import LimiterRegistry
 from wardent.observe.access_log import AccessEntry, AccessLog, NullAccessLog, utc_timestamp
 from wardent.observe.app_log import configure_logging
+from wardent.observe.guard_metrics import GuardCollector
 from wardent.observe.liveness import SystemdNotifier
 from wardent.observe.loop_lag import LoopLagMonitor
 from wardent.observe.metrics import GatewayMetrics
 from wardent.runtime import RequestIds, Runtime
+from wardent.state.bans import BanTable
+from wardent.state.buckets import SHARDS
+from wardent.state.keeper import BanKeeper
+from wardent.state.store import BanStore
 from wardent.transport.server import ClientConnection
 from wardent.transport.upstream import UpstreamPool
 
@@ -40,7 +47,10 @@ class Gateway:
         self.config_path = config_path
         self.loop = asyncio.get_running_loop()
         self.metrics = GatewayMetrics()
-        self.runtime = Runtime(settings)
+        self.guard_state = GuardState(
+            bans=BanTable(), limiters=LimiterRegistry(settings.guards.rate_limit_max_keys)
+        )
+        self.runtime = Runtime(settings, self.guard_state)
         self.pool = self._make_pool(settings)
         self.access_log: AccessLog | NullAccessLog = _make_access_log(settings)
         self.connections: set[ClientConnection] = set()
@@ -53,6 +63,15 @@ class Gateway:
         self._stopped = asyncio.Event()
         self._drained = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._bucket_sweeper: asyncio.TimerHandle | None = None
+        self._bucket_shard = 0
+        self.keeper = BanKeeper(
+            settings.bans,
+            self.guard_state.bans,
+            BanStore(settings.bans.store),
+            key_of=self._client_key,
+        )
+        self.metrics.registry.register(GuardCollector(self))
 
     # -- the AdminBackend protocol ------------------------------------------
     @property
@@ -92,7 +111,9 @@ class Gateway:
             return issues
         old = self.settings
         changed_listeners = settings.listen != old.listen
-        self.runtime = Runtime(settings)
+        self.runtime = Runtime(settings, self.guard_state)
+        if settings.bans != old.bans:
+            await self.keeper.apply_settings(settings.bans)
         if settings.upstream != old.upstream:
             old_pool, self.pool = self.pool, self._make_pool(settings)
             old_pool.close()
@@ -128,6 +149,24 @@ class Gateway:
             settings.upstream.read_timeout,
         )
         return min(max(shortest / 5, 0.02), 1.0)
+
+    def report_violation(self, ctx: RequestContext, guard: str) -> None:
+        """A rejection that counts toward a ban: queued for the keeper, never blocking."""
+        assert ctx.client is not None
+        self.keeper.report(ctx.client.key, ctx.client.ip, guard)
+
+    def _client_key(self, ip: str) -> str:
+        """The key limits and bans use for an IP, under the current client_ip settings."""
+        client = self.runtime.identifier.from_header(ip.encode())
+        if client is None:
+            raise ValueError(f"{ip!r} is not an IP address")
+        return client.key
+
+    def _sweep_buckets(self) -> None:
+        """One shard of every rate limiter per tick: expired buckets carry nothing."""
+        self._bucket_shard = (self._bucket_shard + 1) % SHARDS
+        self.guard_state.limiters.sweep(time.monotonic(), self._bucket_shard)
+        self._bucket_sweeper = self.loop.call_later(0.1, self._sweep_buckets)
 
     def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
@@ -179,9 +218,13 @@ class Gateway:
 
     async def start(self) -> None:
         settings = self.settings
+        # Bans are loaded before the listener opens: a banned client is refused
+        # from the first request on, and READY=1 means exactly that.
+        await self.keeper.start()
         self.access_log.start(self.loop)
         self.lag.start()
         self._sweeper = self.loop.call_later(self._sweep_interval(), self.sweep)
+        self._bucket_sweeper = self.loop.call_later(0.1, self._sweep_buckets)
         self.server = await _listen(
             self.loop,
             lambda: ClientConnection(self),
@@ -221,8 +264,11 @@ class Gateway:
             if conn.transport is not None:
                 conn.transport.abort()
         self.pool.close()
+        await self.keeper.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._bucket_sweeper is not None:
+            self._bucket_sweeper.cancel()
         if self.admin is not None:
             await self.admin.cleanup()
         await self.lag.stop()

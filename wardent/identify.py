@@ -168,6 +168,10 @@ class CompiledRoute:
     methods: frozenset[str] = frozenset()
     host: str | None = None
     skip: frozenset[str] = field(default_factory=frozenset)
+    shadow: frozenset[str] = field(default_factory=frozenset)
+    body_limit: int | None = None
+    stripe_tolerance: float | None = None  # set on a Stripe webhook route
+    stripe_header: bytes = b"stripe-signature"
 
     def matches(self, method: str, path: str, host: str) -> bool:
         if self.methods and method not in self.methods:
@@ -193,6 +197,17 @@ class RouteTable:
                 path_regex=re.compile(route.match.path_regex) if route.match.path_regex else None,
                 methods=frozenset(route.match.methods),
                 host=route.match.host.lower() if route.match.host else None,
+                skip=route.skipped,
+                shadow=frozenset(route.shadow),
+                body_limit=route.body_limit.max if route.body_limit else None,
+                stripe_tolerance=(
+                    route.stripe_signature.tolerance if route.stripe_signature else None
+                ),
+                stripe_header=(
+                    route.stripe_signature.header.lower().encode()
+                    if route.stripe_signature
+                    else b"stripe-signature"
+                ),
             )
             for route in routes
         )

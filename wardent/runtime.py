@@ -11,13 +11,17 @@ import os
 from collections.abc import Sequence
 
 from wardent.config.schema import Settings
-from wardent.guards.chain import Guard, GuardChain
+from wardent.guards.build import GuardState, build_guards
+from wardent.guards.chain import Guard, GuardChain, Rejection
 from wardent.identify import ClientIdentifier, RouteTable
 from wardent.transport.http import HOP_BY_HOP, REPLACED_REQUEST_HEADERS
 
 
 class Runtime:
     __slots__ = (
+        "body_limit_guard",
+        "body_too_large",
+        "built",
         "chain",
         "client_ip_header",
         "client_ip_line",
@@ -33,23 +37,44 @@ class Runtime:
         "request_id_prefix",
         "request_skip",
         "response_special",
+        "robots_txt",
         "routes",
         "settings",
+        "stripe",
         "trust_request_id",
     )
 
-    def __init__(self, settings: Settings, guards: Sequence[Guard] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state: GuardState | None = None,
+        guards: Sequence[Guard] | None = None,
+    ) -> None:
+        """Guards come from the settings (with `state`), or are given (tests)."""
         self.settings = settings
         self.identifier = ClientIdentifier(settings.client_ip)
         self.routes = RouteTable(settings.routes)
+        self.built = build_guards(settings, state) if state is not None else None
+        if guards is None:
+            guards = self.built.guards if self.built is not None else ()
         self.chain = GuardChain(guards)
+        self.robots_txt = self.built.robots_txt if self.built is not None else None
+        self.stripe = self.built.stripe if self.built is not None else None
+        self.body_too_large = (
+            self.built.body_too_large if self.built is not None else Rejection(413, "too_large")
+        )
+        self.body_limit_guard = next((g for g in self.chain.guards if g.name == "body_limit"), None)
+        origin_header = self.built.origin_header if self.built is not None else None
         self.client_ip_header = settings.client_ip.header.lower().encode()
         self.client_ip_line = b"\r\n" + settings.client_ip.header.encode() + b": "
         self.request_id_header = settings.http.request_id_header.lower().encode()
         self.request_id_prefix = settings.http.request_id_header.encode() + b": "
         # Request fields not copied as they come: set by Wardent, or hop-by-hop.
         self.request_skip = (
-            HOP_BY_HOP | REPLACED_REQUEST_HEADERS | {self.request_id_header, self.client_ip_header}
+            HOP_BY_HOP
+            | REPLACED_REQUEST_HEADERS
+            | {self.request_id_header, self.client_ip_header}
+            | ({origin_header} if origin_header else set())
         )
         # Response fields the proxy does not copy as they come.
         self.response_special = HOP_BY_HOP | {b"content-length", self.request_id_header}
@@ -61,6 +86,15 @@ class Runtime:
         self.keepalive_timeout = settings.http.keepalive_timeout
         self.read_timeout = settings.upstream.read_timeout
         self.debug_headers = settings.debug_headers
+
+    def count_streamed_body_limit(self, shadow: bool) -> None:
+        """A chunked body crossed the limit after the chain ran: the guard's counters."""
+        guard = self.body_limit_guard
+        if guard is not None:
+            if shadow:
+                guard.shadow_rejected += 1
+            else:
+                guard.rejected += 1
 
 
 class RequestIds:

@@ -38,7 +38,11 @@ async def test_admin_endpoints_need_the_token_except_healthz(wardent: Wardent) -
                 assert response.status == 401, path
         async with session.get(wardent.admin_url + "/readyz", headers=AUTH) as response:
             assert response.status == 200
-            assert (await response.json())["checks"] == {"config": True, "upstream": True}
+            assert (await response.json())["checks"] == {
+                "config": True,
+                "upstream": True,
+                "keeper": True,
+            }
         async with session.get(wardent.admin_url + "/config", headers=AUTH) as response:
             body = await response.text()
             assert response.status == 200

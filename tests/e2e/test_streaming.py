@@ -63,8 +63,13 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-async def test_one_gib_upload_keeps_rss_flat(wardent: Wardent) -> None:
+async def test_one_gib_upload_keeps_rss_flat(tmp_path: Path, upstream: Upstream) -> None:
     """1 GiB up through Wardent: its RSS must not grow by anything like the body."""
+    with running_wardent(tmp_path, upstream.url, guards={"body_limit": {"max": "2GiB"}}) as wardent:
+        await _upload_one_gib(wardent)
+
+
+async def _upload_one_gib(wardent: Wardent) -> None:
     size = 1024 * 1024 * 1024
     block = b"z" * (1024 * 1024)
     pid = wardent.proc.pid

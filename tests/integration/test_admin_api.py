@@ -15,6 +15,7 @@ from wardent.admin.client import AdminClient
 from wardent.config.load import load_settings
 from wardent.config.schema import Address, Settings
 from wardent.observe.metrics import GatewayMetrics
+from wardent.state.keeper import BanKeeper
 
 TOKEN = "admin-token-4f1c9e"
 
@@ -35,6 +36,8 @@ class FakeBackend:
         self.reload_errors: list[str] = []
         self.reloads = 0
         self.metrics = GatewayMetrics(process_metrics=False)
+        # tests/integration/test_admin_bans.py runs the ban endpoints with a real keeper.
+        self.keeper: BanKeeper | None = None
 
     @property
     def settings(self) -> Settings:

@@ -51,10 +51,15 @@ async def upstream_hits() -> AsyncIterator[tuple[FakeUpstream, list[bytes]]]:
 async def start_gateway(
     tmp_path: Path, upstream_url: str, guards: list[Guard], **extra: object
 ) -> Gateway:
-    data = {**SETTINGS, "upstream": {"url": upstream_url}, **extra}
+    data = {
+        **SETTINGS,
+        "upstream": {"url": upstream_url},
+        "bans": {"store": str(tmp_path / "bans.sqlite3")},
+        **extra,
+    }
     settings = Settings.model_validate(data, context={"environ": {}, "base_dir": tmp_path})
     gateway = Gateway(tmp_path / "unused.yaml", settings)
-    gateway.runtime = Runtime(settings, guards)
+    gateway.runtime = Runtime(settings, guards=guards)
     await gateway.start()
     return gateway
 

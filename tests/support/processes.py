@@ -174,6 +174,7 @@ def write_config(directory: Path, upstream_url: str, **overrides: Any) -> Path:
         "secrets": {"admin_token": {"env": "WARDENT_ADMIN_TOKEN"}},
         "telemetry": {"access_log": "json", "log_level": "info"},
         "shutdown_timeout": "5s",
+        "bans": {"store": str(directory / "bans.sqlite3")},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

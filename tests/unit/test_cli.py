@@ -12,8 +12,12 @@ import pytest
 from wardent.admin.api import build_admin_app, start_admin
 from wardent.admin.client import DEFAULT_ADMIN_URL, resolve_admin
 from wardent.cli import main
+from wardent.config.guard_settings import Bans
 from wardent.config.load import ConfigError, load_settings
 from wardent.config.schema import Address, Settings
+from wardent.state.bans import BanTable
+from wardent.state.keeper import BanKeeper
+from wardent.state.store import BanStore
 
 GOOD = """\
 listen:
@@ -151,9 +155,10 @@ def test_resolve_admin_unreadable_file(tmp_path: Path) -> None:
 
 
 class Backend:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keeper: BanKeeper | None = None) -> None:
         self.settings = settings
         self.errors: list[str] = []
+        self.keeper = keeper
 
     def admin_token(self) -> bytes | None:
         return b"t0ken"
@@ -215,3 +220,138 @@ def test_reload_unreachable(
     err = capsys.readouterr().err
     assert f"cannot reach the admin API at http://127.0.0.1:{port}" in err
     assert "is wardent running?" in err
+
+
+# -- wardent bans / wardent why ------------------------------------------------------
+
+
+@pytest.fixture
+async def bans_admin(
+    good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[BanKeeper]:
+    policy = Bans.model_validate({"max_violations": 5, "never_ban": ["192.0.2.0/24"]})
+    keeper = BanKeeper(policy, BanTable(), BanStore(tmp_path / "bans.sqlite3"))
+    await keeper.start()
+    backend = Backend(load_settings(good), keeper)
+    runner = await start_admin(build_admin_app(backend), Address(host="127.0.0.1", port=0))
+    host, port = runner.addresses[0][:2]
+    monkeypatch.setenv("WARDENT_ADMIN_URL", f"http://{host}:{port}")
+    monkeypatch.setenv("WARDENT_ADMIN_TOKEN", "t0ken")
+    try:
+        yield keeper
+    finally:
+        await runner.cleanup()
+        await keeper.stop()
+
+
+async def cli(*argv: str) -> int:
+    # The CLI runs its own event loop: give it a thread, as a separate process would.
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_bans_add_list_remove(
+    bans_admin: BanKeeper, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await cli("bans", "list") == 0
+    assert capsys.readouterr().out == "wardent: no bans in force\n"
+
+    assert await cli("bans", "add", "203.0.113.7", "--for", "1h", "--reason", "scraping") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wardent: banned 203.0.113.7 until ")
+    assert "(1h" in out or "(59m" in out
+    assert bans_admin.table.get("203.0.113.7") is not None
+
+    assert await cli("bans", "add", "2001:db8::/32", "--for", "30m") == 0
+    capsys.readouterr()
+    assert await cli("bans", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["TARGET", "UNTIL", "(UTC)", "LEFT", "SOURCE", "COUNT", "REASON"]
+    assert lines[1].startswith("2001:db8::/32 ")
+    assert "banned by an operator" in lines[1]
+    assert lines[2].startswith("203.0.113.7 ")
+    assert lines[2].split()[-3:] == ["operator", "1", "scraping"]
+
+    assert await cli("bans", "remove", "2001:db8::/32") == 0
+    assert capsys.readouterr().out == "wardent: ban of 2001:db8::/32 removed\n"
+    assert await cli("bans", "remove", "2001:db8::/32") == 1
+    assert "HTTP 404: 2001:db8::/32 is not banned" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bans", "add", "example.com", "--for", "1h"], "HTTP 400: 'example.com' is not an IP"),
+        (["bans", "add", "203.0.113.7", "--for", "soon"], "HTTP 400: duration: 'soon'"),
+        (["bans", "add", "192.0.2.1", "--for", "1h"], "HTTP 409: 192.0.2.1 is in the never_ban"),
+        (["bans", "remove", "203.0.113.0/99"], "HTTP 400: "),
+        (["why", "203.0.113.0/24"], "HTTP 400: "),
+    ],
+)
+async def test_refused_commands_exit_1(
+    bans_admin: BanKeeper, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert await cli(*argv) == 1
+    assert message in capsys.readouterr().err
+    assert len(bans_admin.table) == 0
+
+
+def test_bans_add_needs_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bans", "add", "203.0.113.7"])
+    assert exit_info.value.code == 2
+    assert "--for" in capsys.readouterr().err
+
+
+async def test_why(bans_admin: BanKeeper, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await cli("why", "198.51.100.7") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "client 198.51.100.7 (key 198.51.100.7)",
+        "  banned:     no",
+        "  violations: 0 of 5 in the last 10m",
+        "  history:    none",
+    ]
+
+    bans_admin.report("198.51.100.7", "198.51.100.7", "rate_limit")
+    await bans_admin.add_ban("198.51.100.0/24", 3600, "the whole range")
+    assert await cli("why", "198.51.100.7") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "client 198.51.100.7 (key 198.51.100.7)"
+    assert out[1].startswith("  banned:     until ")
+    assert "operator, ban #1 of 198.51.100.0/24" in out[1]
+    assert out[2] == "  reason:     the whole range"
+    assert out[3] == "  violations: 1 of 5 in the last 10m"
+    assert out[4].endswith("Z  rate_limit")
+    assert out[5] == "  history (newest first):"
+    assert "  ban  198.51.100.0/24  until " in out[6]
+    assert out[6].endswith("operator  the whole range")
+
+    assert await cli("why", "192.0.2.1") == 0
+    assert "never_ban: yes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv", [["bans", "list"], ["bans", "add", "1.2.3.4", "--for", "1h"], ["why", "1.2.3.4"]]
+)
+def test_bans_and_why_unreachable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WARDENT_ADMIN_URL", f"http://127.0.0.1:{port}")
+    assert main(argv) == 2
+    assert "is wardent running?" in capsys.readouterr().err
+
+
+async def test_bans_with_the_config_file(
+    bans_admin: BanKeeper,
+    good: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # -c FILE names the token; the URL still comes from the environment here
+    # because the test's admin listener has a kernel-chosen port.
+    monkeypatch.delenv("WARDENT_ADMIN_TOKEN")
+    assert await cli("bans", "list", "-c", str(good)) == 0
+    assert "no bans in force" in capsys.readouterr().out

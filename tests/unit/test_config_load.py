@@ -646,17 +646,35 @@ def test_shipped_dev_config_names_its_missing_secret(monkeypatch: pytest.MonkeyP
     assert "WARDENT_ADMIN_TOKEN is not set" in only(caught.value.issues).message
 
 
+# The systemd credentials the shipped production file reads, and the value each
+# test copy of it gets instead (they exist only while the service runs).
+CREDENTIALS = {
+    "admin_token": TOKEN,
+    "origin_secret": "0r1g1n-s3cr3t-value",
+    "stripe_webhook_secret": "whsec_t3st-s1gn1ng-s3cr3t",
+}
+
+
+def shipped_production_copy(tmp_path: Path) -> Path:
+    """config/wardent.yaml with each credential path pointing at a temporary file."""
+    text = (REPO / "config" / "wardent.yaml").read_text()
+    for name, value in CREDENTIALS.items():
+        credential = f"/run/credentials/wardent.service/{name}"
+        assert credential in text, credential
+        secret = tmp_path / name
+        secret.write_text(value + "\n")
+        text = text.replace(credential, str(secret))
+    assert "/run/credentials/" not in text, "a credential this helper does not know"
+    (tmp_path / "config").mkdir(exist_ok=True)
+    copy = tmp_path / "config" / "wardent.yaml"
+    copy.write_text(text)
+    return copy
+
+
 def test_shipped_production_config_validates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    credential = "/run/credentials/wardent.service/admin_token"
-    text = (REPO / "config" / "wardent.yaml").read_text()
-    assert credential in text
-    secret = tmp_path / "admin_token"
-    secret.write_text(TOKEN + "\n")
-    (tmp_path / "config").mkdir()
-    copy = tmp_path / "config" / "wardent.yaml"
-    copy.write_text(text.replace(credential, str(secret)))
+    copy = shipped_production_copy(tmp_path)
     monkeypatch.chdir(REPO)  # as systemd's WorkingDirectory: file:config/... resolves here
 
     settings = load_settings(copy, environ={})
@@ -667,6 +685,12 @@ def test_shipped_production_config_validates(
     assert settings.listen.unix_socket_mode == 0o660
     assert settings.secrets.admin_token is not None
     assert settings.secrets.admin_token.value == TOKEN.encode()
+    assert settings.secrets.origin is not None
+    assert [s.value for s in settings.secrets.origin] == [CREDENTIALS["origin_secret"].encode()]
+    assert settings.secrets.stripe_webhook is not None
+    assert [s.value for s in settings.secrets.stripe_webhook] == [
+        CREDENTIALS["stripe_webhook_secret"].encode()
+    ]
     networks = set(settings.client_ip.networks)
     for expected in ("173.245.48.0/20", "2400:cb00::/32", "127.0.0.1/32", "::1/128"):
         assert ipaddress.ip_network(expected) in networks
@@ -678,13 +702,7 @@ def test_production_config_spells_out_every_default(
 ) -> None:
     """The shipped file claims to show each default: it must not drift from the schema."""
     monkeypatch.chdir(REPO)
-    secret = tmp_path / "admin_token"
-    secret.write_text(TOKEN)
-    text = (REPO / "config" / "wardent.yaml").read_text()
-    settings = load_settings(
-        write(tmp_path, text.replace("/run/credentials/wardent.service/admin_token", str(secret))),
-        environ={},
-    )
+    settings = load_settings(shipped_production_copy(tmp_path), environ={})
     defaults = Settings.model_validate(
         {"listen": {"public": "unix:/x.sock"}, "upstream": {"url": "unix:/y.sock"}}
     )

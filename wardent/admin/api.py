@@ -1,4 +1,4 @@
-"""The admin listener: health, readiness, metrics, effective config and reload.
+"""The admin listener: health, readiness, metrics, effective config, reload and bans.
 
 It lives on its own loopback (or unix socket) listener, on aiohttp: nothing
 here is on the per-request hot path. Every endpoint but /healthz needs
@@ -7,14 +7,18 @@ path, is JSON `{"error": CODE, "detail": TEXT}` whose detail says what to fix.
 
 The gateway hands this module an `AdminBackend`: the current settings and
 the few operations the endpoints need, so the app can be tested with a fake.
+The ban endpoints talk to the ban keeper's command channel, which never drops
+a command, so an operator's unban gets through even under a flood.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
+import time
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -23,13 +27,25 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from wardent.config.schema import Address, SecretSource, Settings
+from wardent.config.units import parse_duration
+from wardent.state.bans import ban_json
+from wardent.state.keeper import BanKeeper, BanRefused, KeeperUnavailable
 
 __all__ = ["AdminBackend", "build_admin_app", "redacted_config", "start_admin"]
 
 _log = logging.getLogger("wardent.admin")
 
 REDACTED = "<redacted>"
-ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/config", "/reload")
+ENDPOINTS = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/config",
+    "/reload",
+    "/bans",
+    "/bans/{target}",
+    "/clients/{ip}",
+)
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
@@ -55,6 +71,11 @@ class AdminBackend(Protocol):
 
     async def reload(self) -> list[str]:
         """Re-read the configuration: [] on success, else the error lines (old settings stay)."""
+        ...
+
+    @property
+    def keeper(self) -> BanKeeper | None:
+        """The ban keeper, or None when there is none (the ban endpoints then answer 503)."""
         ...
 
 
@@ -148,11 +169,16 @@ async def readyz(request: web.Request) -> web.Response:
             upstream_ok = bool(await backend.upstream_reachable())
     except Exception:
         upstream_ok = False
-    ready = config_ok and upstream_ok
-    return web.json_response(
-        {"ready": ready, "checks": {"config": config_ok, "upstream": upstream_ok}},
-        status=200 if ready else 503,
-    )
+    checks = {"config": config_ok, "upstream": upstream_ok}
+    try:
+        keeper = backend.keeper
+    except Exception:
+        checks["keeper"] = False
+    else:
+        if keeper is not None:
+            checks["keeper"] = keeper.healthy
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -182,6 +208,112 @@ async def reload(request: web.Request) -> web.Response:
         "fix them and reload again (the old configuration keeps running)",
         issues=errors,
     )
+
+
+# -- bans -----------------------------------------------------------------------
+
+BAN_BODY_EXAMPLE = '{"target": "203.0.113.7", "duration": "1h", "reason": "scraping"}'
+BAN_FIELDS = ("target", "duration", "reason")
+
+
+def _keeper_of(request: web.Request) -> BanKeeper:
+    keeper = request.app[BACKEND].keeper
+    if keeper is None:
+        raise KeeperUnavailable("this wardent keeps no bans (the ban keeper is not running)")
+    return keeper
+
+
+def _keeper_unavailable(error: KeeperUnavailable) -> web.Response:
+    return error_response(503, "keeper_unavailable", str(error))
+
+
+async def list_bans(request: web.Request) -> web.Response:
+    try:
+        bans = await _keeper_of(request).list_bans()
+    except KeeperUnavailable as error:
+        return _keeper_unavailable(error)
+    now = time.time()
+    return web.json_response({"bans": [ban_json(ban, now) for ban in bans]})
+
+
+async def add_ban(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error_response(
+            400, "invalid_json", f"the body must be a JSON object such as {BAN_BODY_EXAMPLE}"
+        )
+    if not isinstance(data, dict):
+        return error_response(
+            400, "invalid_body", f"the body must be a JSON object such as {BAN_BODY_EXAMPLE}"
+        )
+    unknown = sorted(str(name) for name in data if name not in BAN_FIELDS)
+    if unknown:
+        return error_response(
+            400,
+            "invalid_body",
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+            f"the fields are {', '.join(BAN_FIELDS)}",
+        )
+    target = data.get("target")
+    if not isinstance(target, str) or not target.strip():
+        return error_response(
+            400,
+            "invalid_target",
+            "target is required: an IP address or CIDR such as 203.0.113.7 or 203.0.113.0/24",
+        )
+    if "duration" not in data:
+        return error_response(
+            400, "invalid_duration", 'duration is required: e.g. "1h", "30m" or "7d"'
+        )
+    try:
+        duration = parse_duration(data["duration"])
+    except ValueError as error:
+        return error_response(400, "invalid_duration", f"duration: {error}")
+    if duration <= 0:
+        return error_response(
+            400, "invalid_duration", 'duration must be more than 0: e.g. "1h", "30m" or "7d"'
+        )
+    reason = data.get("reason", "")
+    if not isinstance(reason, str):
+        return error_response(400, "invalid_reason", "reason must be a string, or left out")
+    try:
+        ban = await _keeper_of(request).add_ban(target, duration, reason)
+    except KeeperUnavailable as error:
+        return _keeper_unavailable(error)
+    except BanRefused as error:
+        return error_response(409, "refused", str(error))
+    except ValueError as error:
+        return error_response(400, "invalid_target", str(error))
+    return web.json_response(ban_json(ban, time.time()), status=201)
+
+
+async def remove_ban(request: web.Request) -> web.Response:
+    target = request.match_info["target"]
+    try:
+        removed = await _keeper_of(request).remove_ban(target)
+    except KeeperUnavailable as error:
+        return _keeper_unavailable(error)
+    except ValueError as error:
+        return error_response(400, "invalid_target", str(error))
+    if not removed:
+        return error_response(
+            404,
+            "not_banned",
+            f"{target} is not banned; GET /bans lists the bans in force "
+            "(a network is removed by the CIDR it was banned as)",
+        )
+    return web.json_response({"removed": True})
+
+
+async def client_state(request: web.Request) -> web.Response:
+    try:
+        state = await _keeper_of(request).client_state(request.match_info["ip"])
+    except KeeperUnavailable as error:
+        return _keeper_unavailable(error)
+    except ValueError as error:
+        return error_response(400, "invalid_ip", str(error))
+    return web.json_response(state)
 
 
 def redacted_config(settings: Settings) -> dict[str, Any]:
@@ -227,6 +359,10 @@ def build_admin_app(backend: AdminBackend) -> web.Application:
     app.router.add_get("/metrics", metrics, allow_head=True)
     app.router.add_get("/config", config)
     app.router.add_post("/reload", reload)
+    app.router.add_get("/bans", list_bans)
+    app.router.add_post("/bans", add_ban)
+    app.router.add_delete("/bans/{target:.+}", remove_ban)
+    app.router.add_get("/clients/{ip}", client_state)
     return app
 
 

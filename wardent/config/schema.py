@@ -24,6 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from wardent.config.guard_settings import (
+    Bans,
+    BodyLimitOverride,
+    GuardName,
+    Guards,
+    StripeSignature,
+)
 from wardent.config.types import (
     Duration,
     Match,
@@ -224,8 +231,22 @@ class SecretSource(Model):
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
 
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+# One secret, or two while rotating: [{env: NEW}, {env: OLD}].
+RotatingSecret = Annotated[
+    tuple[SecretSource, ...],
+    BeforeValidator(_one_or_more),
+    Field(min_length=1, max_length=2),
+]
+
+
 class Secrets(Model):
     admin_token: SecretSource | None = None
+    origin: RotatingSecret | None = None
+    stripe_webhook: RotatingSecret | None = None
 
 
 class Http(Model):
@@ -246,6 +267,18 @@ class Http(Model):
 class Route(Model):
     name: str = ""
     match: Match
+    skip: tuple[GuardName, ...] = ()
+    shadow: tuple[GuardName, ...] = ()
+    body_limit: BodyLimitOverride | None = None
+    stripe_signature: StripeSignature | None = None
+
+    @property
+    def skipped(self) -> frozenset[str]:
+        """A Stripe webhook route is exempt from the origin secret and crawler guards:
+        Stripe sends neither, and Wardent verifies its signature instead."""
+        if self.stripe_signature is not None:
+            return frozenset(self.skip) | {"origin_secret", "crawlers"}
+        return frozenset(self.skip)
 
     @model_validator(mode="after")
     def _named(self) -> Route:
@@ -269,13 +302,53 @@ class Settings(Model):
     http: Http = Field(default_factory=Http)
     secrets: Secrets = Field(default_factory=Secrets)
     routes: tuple[Route, ...] = ()
+    guards: Guards = Field(default_factory=Guards)
+    bans: Bans = Field(default_factory=Bans)
     telemetry: Telemetry = Field(default_factory=Telemetry)
     shutdown_timeout: Duration = 30.0
     debug_headers: bool = False
 
+    @property
+    def origin_secret_on(self) -> bool:
+        enabled = self.guards.origin_secret.enabled
+        return enabled if enabled is not None else self.secrets.origin is not None
+
+    @field_validator("guards")
+    @classmethod
+    def _guards_have_what_they_need(cls, guards: Guards, info: ValidationInfo) -> Guards:
+        if "secrets" not in info.data:
+            return guards  # the secrets themselves failed: that error says enough
+        secrets = info.data["secrets"]
+        if guards.origin_secret.enabled and secrets.origin is None:
+            raise ValueError(
+                "origin_secret.enabled is true but secrets.origin is not set: "
+                "name the secret ({env: NAME} or {file: PATH}) or set enabled: false"
+            )
+        routes = {route.name for route in info.data.get("routes", ())} | {"default"}
+        for rule in guards.rate_limits:
+            if rule.route is not None and rule.route not in routes:
+                raise ValueError(
+                    f"rate limit {rule.name!r} names route {rule.route!r}, which is not defined "
+                    f"(routes: {', '.join(sorted(routes)) or 'none'})"
+                )
+        return guards
+
     @field_validator("routes")
     @classmethod
-    def _unique_route_names(cls, routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    def _unique_route_names(
+        cls, routes: tuple[Route, ...], info: ValidationInfo
+    ) -> tuple[Route, ...]:
+        secrets = info.data.get("secrets")
+        for route in routes:
+            if (
+                route.stripe_signature is not None
+                and secrets is not None
+                and secrets.stripe_webhook is None
+            ):
+                raise ValueError(
+                    f"route {route.name!r} checks Stripe signatures but "
+                    "secrets.stripe_webhook is not set"
+                )
         names = [route.name for route in routes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -26,6 +26,7 @@ from wardent.transport.http import (
     bare_response,
     chunk,
     connection_tokens,
+    status_line,
 )
 from wardent.transport.upstream import UpstreamConnection, UpstreamUnavailable
 
@@ -65,6 +66,7 @@ _READ_HEADERS = frozenset(
 )
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _METHODS: dict[bytes, str] = {}
+_READS = frozenset({"GET", "HEAD"})
 
 
 class _Refuse(Exception):
@@ -337,6 +339,10 @@ class ClientConnection(asyncio.Protocol):
         ctx.last_client_read = self.loop.time()
         if ctx.done:
             return  # answered already (rejected or failed): the rest is discarded
+        if ctx.body_limit and ctx.bytes_in > ctx.body_limit:
+            self._body_too_large(ctx)
+            if ctx.done:
+                return
         upstream = ctx.upstream
         if upstream is not None and ctx is self.current:
             if ctx.chunked:
@@ -346,7 +352,8 @@ class ClientConnection(asyncio.Protocol):
             return
         ctx.body_buffer.append(body)
         ctx.body_buffered += len(body)
-        if ctx.body_buffered > _BODY_BUFFER_LIMIT:
+        # A body held for a signature check is read whole (the body limit bounds it).
+        if ctx.body_buffered > _BODY_BUFFER_LIMIT and not ctx.awaiting_body:
             self.pause_reading(_PAUSE_BUFFER)
 
     def on_message_complete(self) -> None:
@@ -356,6 +363,8 @@ class ClientConnection(asyncio.Protocol):
         ctx.request_done = True
         if ctx.done:
             return
+        if ctx.awaiting_body and ctx is self.current:
+            self._check_stripe_signature(ctx)
         upstream = ctx.upstream
         if upstream is not None and ctx is self.current and ctx.chunked:
             upstream.write(LAST_CHUNK)
@@ -401,12 +410,34 @@ class ClientConnection(asyncio.Protocol):
         self.gw.metrics.in_flight += 1
         self._identify(ctx, rt)
         ctx.path = normalise_path(ctx.target)
+        if rt.robots_txt is not None and ctx.path == "/robots.txt" and ctx.method in _READS:
+            # Answered before the guards: a blocked crawler must be able to read it.
+            self._answer_with_body(ctx, rt.robots_txt, b"text/plain; charset=utf-8")
+            return
         ctx.route = rt.routes.match(ctx.method, ctx.path, ctx.host.decode("latin-1").lower())
         verdict = rt.chain.admit(ctx)
         if verdict is not None:
             guard, rejection = verdict
+            if guard.is_violation(rejection):
+                self.gw.report_violation(ctx, guard.name)
             self._reject(ctx, guard.name, rejection)
             return
+        if ctx.route.stripe_tolerance is not None:
+            # Nothing is forwarded before Wardent has verified the Stripe signature,
+            # and the body it must hold is bounded even where body_limit is skipped.
+            cap = ctx.route.body_limit or rt.settings.guards.body_limit.max
+            if (ctx.content_length or 0) > cap:
+                self._reject(ctx, "body_limit", rt.body_too_large)
+                return
+            ctx.body_limit = cap
+            ctx.body_limit_shadow = False
+            ctx.awaiting_body = True
+            if ctx.request_done:
+                self._check_stripe_signature(ctx)
+            return
+        self._forward(ctx)
+
+    def _forward(self, ctx: RequestContext) -> None:
         if self.gw.stopping:
             ctx.close_after = True
         upstream = self.gw.pool.acquire_nowait()
@@ -444,6 +475,51 @@ class ClientConnection(asyncio.Protocol):
                     break
         if not ctx.request_id:
             ctx.request_id = self.gw.request_ids.next()
+
+    def _body_too_large(self, ctx: RequestContext) -> None:
+        """A chunked body passed the limit while streaming: cut it, abort the upstream."""
+        if ctx.body_limit_shadow:
+            ctx.body_limit = 0  # counted once, then let through
+            ctx.shadow_reasons.append("body_limit:too_large")
+            self.rt.count_streamed_body_limit(shadow=True)
+            return
+        self.rt.count_streamed_body_limit(shadow=False)
+        self._cancel_upstream(ctx)
+        ctx.close_after = True
+        self._reject(ctx, "body_limit", self.rt.body_too_large)
+
+    def _check_stripe_signature(self, ctx: RequestContext) -> None:
+        ctx.awaiting_body = False
+        body = b"".join(ctx.body_buffer)
+        ctx.body_buffer = [body] if body else []
+        stripe = self.rt.stripe
+        assert stripe is not None  # the settings refuse a Stripe route without its secret
+        failure = stripe.verify(ctx.header(ctx.route.stripe_header), body, ctx.route)
+        if failure is not None:
+            self._reject(ctx, "stripe_signature", failure)
+            return
+        self._forward(ctx)
+
+    def _answer_with_body(self, ctx: RequestContext, body: bytes, content_type: bytes) -> None:
+        """Wardent's own small answers that carry a body (robots.txt)."""
+        if self.transport is None:
+            return
+        ctx.status = 200
+        ctx.response_started = True
+        close = ctx.close_after or not ctx.keep_alive or self.gw.stopping or ctx.has_body
+        ctx.close_after = close
+        head = [
+            status_line(200),
+            b"Content-Type: " + content_type + b"\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            self.rt.request_id_prefix + ctx.request_id + b"\r\n",
+            b"Connection: close\r\n\r\n" if close else b"\r\n",
+        ]
+        if ctx.method != "HEAD":
+            head.append(body)
+            ctx.bytes_out = len(body)
+        self.transport.writelines(head)
+        self._finish(ctx)
 
     def _reject(self, ctx: RequestContext, guard: str, rejection: Rejection) -> None:
         ctx.reason = f"{guard}:{rejection.reason}"
@@ -669,6 +745,9 @@ class ClientConnection(asyncio.Protocol):
             ctx.close_after = True
         if ctx.close_after and not upgrading:
             append(b"Connection: close\r\n")
+        if ctx.response_headers is not None:
+            for line in ctx.response_headers:
+                append(line + b"\r\n")
         append(self.rt.request_id_prefix + ctx.request_id + b"\r\n\r\n")
         self._out.append(b"".join(lines))
 
