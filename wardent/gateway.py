@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from aiohttp import web
@@ -26,7 +27,7 @@ from wardent.guards.rate_limit import LimiterRegistry
 from wardent.observe.access_log import AccessEntry, AccessLog, NullAccessLog, utc_timestamp
 from wardent.observe.app_log import configure_logging
 from wardent.observe.guard_metrics import GuardCollector
-from wardent.observe.liveness import SystemdNotifier
+from wardent.observe.liveness import SystemdNotifier, Watchdog
 from wardent.observe.loop_lag import LoopLagMonitor
 from wardent.observe.metrics import GatewayMetrics
 from wardent.runtime import RequestIds, Runtime
@@ -72,6 +73,13 @@ class Gateway:
             key_of=self._client_key,
         )
         self.metrics.registry.register(GuardCollector(self))
+        self.watchdog = Watchdog(
+            self.systemd,
+            self.lag,
+            self.keeper,
+            max_loop_lag=settings.liveness.max_loop_lag,
+            max_keeper_silence=settings.liveness.max_keeper_silence,
+        )
 
     # -- the AdminBackend protocol ------------------------------------------
     @property
@@ -112,6 +120,8 @@ class Gateway:
         old = self.settings
         changed_listeners = settings.listen != old.listen
         self.runtime = Runtime(settings, self.guard_state)
+        self.watchdog.max_loop_lag = settings.liveness.max_loop_lag
+        self.watchdog.max_keeper_silence = settings.liveness.max_keeper_silence
         if settings.bans != old.bans:
             await self.keeper.apply_settings(settings.bans)
         if settings.upstream != old.upstream:
@@ -154,6 +164,13 @@ class Gateway:
         """A rejection that counts toward a ban: queued for the keeper, never blocking."""
         assert ctx.client is not None
         self.keeper.report(ctx.client.key, ctx.client.ip, guard)
+
+    def rate_limits(self, key: str) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            name: limiter.state(key, now)
+            for name, limiter in self.guard_state.limiters.limiters.items()
+        }
 
     def _client_key(self, ip: str) -> str:
         """The key limits and bans use for an IP, under the current client_ip settings."""
@@ -235,6 +252,7 @@ class Gateway:
         self.admin = await start_admin(build_admin_app(self), settings.listen.admin)
         public = _bound(self.server, settings.listen.public)
         self.systemd.ready(f"serving on {public}, upstream {settings.upstream.url}")
+        self.watchdog.start()
         log.info(
             "wardent serving",
             extra={
@@ -251,6 +269,7 @@ class Gateway:
             return
         self.stopping = True
         self.systemd.stopping()
+        await self.watchdog.stop()
         deadline = self.loop.time() + self.settings.shutdown_timeout
         log.info("stopping", extra={"in_flight": self.metrics.in_flight})
         if self.server is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -52,6 +53,9 @@ class FakeBackend:
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()
+
+    def rate_limits(self, key: str) -> dict[str, Any]:
+        return {"all": {"remaining": 5, "reset_seconds": 0}}
 
     async def reload(self) -> list[str]:
         self.reloads += 1

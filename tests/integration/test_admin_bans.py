@@ -48,6 +48,9 @@ class Backend:
     def render_metrics(self) -> bytes:
         return b""
 
+    def rate_limits(self, key: str) -> dict[str, Any]:
+        return {"all": {"remaining": 5, "reset_seconds": 0}}
+
     async def reload(self) -> list[str]:
         return []
 

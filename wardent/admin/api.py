@@ -78,6 +78,10 @@ class AdminBackend(Protocol):
         """The ban keeper, or None when there is none (the ban endpoints then answer 503)."""
         ...
 
+    def rate_limits(self, key: str) -> dict[str, Any]:
+        """One client key's rate-limit buckets, by rule (for `wardent why`)."""
+        ...
+
 
 BACKEND = web.AppKey("backend", AdminBackend)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
@@ -313,6 +317,7 @@ async def client_state(request: web.Request) -> web.Response:
         return _keeper_unavailable(error)
     except ValueError as error:
         return error_response(400, "invalid_ip", str(error))
+    state["rate_limits"] = request.app[BACKEND].rate_limits(state["key"])
     return web.json_response(state)
 
 

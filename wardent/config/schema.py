@@ -295,6 +295,13 @@ class Telemetry(Model):
     service_name: str = "wardent"
 
 
+class Liveness(Model):
+    """When the systemd watchdog stops being pinged (see observe/liveness.py)."""
+
+    max_loop_lag: Duration = Field(default=2.0, gt=0)
+    max_keeper_silence: Duration = Field(default=5.0, gt=0)
+
+
 class Settings(Model):
     listen: Listen
     upstream: Upstream
@@ -305,6 +312,7 @@ class Settings(Model):
     guards: Guards = Field(default_factory=Guards)
     bans: Bans = Field(default_factory=Bans)
     telemetry: Telemetry = Field(default_factory=Telemetry)
+    liveness: Liveness = Field(default_factory=Liveness)
     shutdown_timeout: Duration = 30.0
     debug_headers: bool = False
 

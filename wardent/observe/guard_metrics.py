@@ -93,6 +93,16 @@ class GuardCollector(Collector):
         yield GaugeMetricFamily(
             "wardent_bans_active", "Entries in the ban table.", value=len(gateway.guard_state.bans)
         )
+        yield CounterMetricFamily(
+            "wardent_watchdog_pings",
+            "WATCHDOG=1 notifications sent to systemd.",
+            value=gateway.watchdog.pings,
+        )
+        yield CounterMetricFamily(
+            "wardent_watchdog_withheld",
+            "Watchdog ticks with no ping because a part failed to prove it is alive.",
+            value=gateway.watchdog.withheld,
+        )
         keeper = gateway.keeper
         if keeper is not None:
             for name, documentation in (
