@@ -6,6 +6,7 @@ import sys
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +169,9 @@ class Backend:
 
     def render_metrics(self) -> bytes:
         return b""
+
+    def rate_limits(self, key: str) -> dict[str, Any]:
+        return {}
 
     async def reload(self) -> list[str]:
         return self.errors
