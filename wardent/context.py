@@ -29,6 +29,7 @@ class RequestContext:
         "content_length",
         "done",
         "expect_continue",
+        "forward",
         "framing",
         "has_body",
         "header_bytes",
@@ -70,10 +71,12 @@ class RequestContext:
         self.target = b""
         self.path = ""
         self.host = b""
-        # (lower-cased name, name as sent, value): the rewrite keeps the sender's case.
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        # (name as sent, value), as parsed; `values` has them by lower-cased name
+        # (repeated fields joined with ", ", or b"\x00" for fields that must be
+        # single) and `forward` the lines sent upstream, the sender's case kept.
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.forward: list[bytes] = []
         self.header_bytes = 0
-        # The few headers the proxy itself reads, by lower-cased name, with a count.
         self.values: dict[bytes, bytes] = {}
         self.conn_tokens: set[bytes] | None = None
         self.content_length: int | None = None
@@ -113,11 +116,8 @@ class RequestContext:
         self.task: asyncio.Task[None] | None = None
 
     def header(self, lname: bytes) -> bytes | None:
-        """The first value of a header, by lower-cased name."""
-        for name, _, value in self.headers:
-            if name == lname:
-                return value
-        return None
+        """A header's value by lower-cased name (b"\x00" if a single-valued one came twice)."""
+        return self.values.get(lname)
 
     def add_response_header(self, line: bytes) -> None:
         """A `Name: value` line (no CRLF) for the upstream's answer, e.g. RateLimit."""

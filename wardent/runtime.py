@@ -40,6 +40,7 @@ class Runtime:
         "robots_txt",
         "routes",
         "settings",
+        "single_valued",
         "stripe",
         "trust_request_id",
     )
@@ -75,6 +76,13 @@ class Runtime:
             | REPLACED_REQUEST_HEADERS
             | {self.request_id_header, self.client_ip_header}
             | ({origin_header} if origin_header else set())
+        )
+        # Fields where a second copy is an attack or an accident, never a list.
+        self.single_valued = frozenset(
+            {b"host", b"content-length", b"stripe-signature", b"x-wardent-secret"}
+            | {self.client_ip_header, self.request_id_header}
+            | ({origin_header} if origin_header else set())
+            | {route.stripe_header for route in self.routes.routes}
         )
         # Response fields the proxy does not copy as they come.
         self.response_special = HOP_BY_HOP | {b"content-length", self.request_id_header}

@@ -23,14 +23,11 @@ def origin_secret_guard(header: str, secrets: Sequence[bytes], status: int) -> G
     accepted = tuple(secrets)
 
     def check(ctx: RequestContext) -> Rejection | None:
-        value = None
-        for lname, _, header_value in ctx.headers:
-            if lname == name:
-                if value is not None:
-                    return wrong  # two copies: never guess which one to believe
-                value = header_value
+        value = ctx.values.get(name)
         if value is None:
             return missing
+        if value == b"\x00":
+            return wrong  # sent twice: never guess which copy to believe
         # Compare against every secret, so the time taken never says which matched.
         matched = False
         for secret in accepted:

@@ -52,18 +52,6 @@ _NOTHING, _HEADERS, _IDLE, _EXCHANGE = 0, 1, 2, 3
 # Response framing towards the client.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
-_READ_HEADERS = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"connection",
-        b"expect",
-        b"user-agent",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-    }
-)
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _METHODS: dict[bytes, str] = {}
 _READS = frozenset({"GET", "HEAD"})
@@ -250,32 +238,44 @@ class ClientConnection(asyncio.Protocol):
             raise _Refuse(414, "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Kept to the minimum (one call per header): the fields are read in one
+        # pass when the head is complete.
         ctx = self.parsing
         assert ctx is not None
-        ctx.header_bytes += len(name) + len(value) + 4
-        if ctx.header_bytes > self.rt.max_header_size:
+        size = ctx.header_bytes + len(name) + len(value) + 4
+        ctx.header_bytes = size
+        if size > self.rt.max_header_size:
             raise _Refuse(431, "headers_too_large")
-        lname = name.lower()
-        ctx.headers.append((lname, name, value))
-        if len(ctx.headers) > self.rt.max_header_count:
+        ctx.headers.append((name, value))
+
+    def _read_headers(self, ctx: RequestContext, rt: Runtime) -> None:
+        """One pass: every field by lower-cased name, and the lines to forward."""
+        if len(ctx.headers) > rt.max_header_count:
             raise _Refuse(431, "too_many_headers")
-        if lname in _READ_HEADERS or lname == self.rt.client_ip_header:
-            previous = ctx.values.get(lname)
+        values = ctx.values
+        forward = ctx.forward
+        skip = rt.request_skip
+        for name, value in ctx.headers:
+            lname = name.lower()
+            previous = values.get(lname)
             if previous is None:
-                ctx.values[lname] = value
+                values[lname] = value
             elif lname == b"content-length":
                 # Two Content-Lengths are a smuggling attempt even when they agree.
                 raise _Refuse(400, "duplicate_content_length")
-            elif lname in (b"host", self.rt.client_ip_header):
-                ctx.values[lname] = b"\x00"  # two values: never believed
+            elif lname in rt.single_valued:
+                values[lname] = b"\x00"  # two values: never believed
             else:
-                ctx.values[lname] = previous + b", " + value
+                values[lname] = previous + b", " + value
+            if lname not in skip:
+                forward.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
         ctx = self.parsing
         parser = self.parser
         assert ctx is not None and parser is not None
         self._disarm()
+        self._read_headers(ctx, self.rt)
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
@@ -468,11 +468,9 @@ class ClientConnection(asyncio.Protocol):
                         client = named
         ctx.client = client
         if rt.trust_request_id and self.peer_trusted:
-            for lname, _, value in ctx.headers:
-                if lname == rt.request_id_header:
-                    if _REQUEST_ID_RE.fullmatch(value):
-                        ctx.request_id = value
-                    break
+            incoming = ctx.values.get(rt.request_id_header)
+            if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
+                ctx.request_id = incoming
         if not ctx.request_id:
             ctx.request_id = self.gw.request_ids.next()
 
@@ -602,22 +600,16 @@ class ClientConnection(asyncio.Protocol):
 
     def _request_head(self, ctx: RequestContext) -> bytes:
         rt = self.rt
-        parts = [ctx.method_raw, b" ", ctx.target, b" HTTP/1.1\r\n"]
-        append = parts.append
+        forward = ctx.forward
         tokens = ctx.conn_tokens
-        skip = rt.request_skip
-        for lname, name, value in ctx.headers:
-            if lname in skip:
-                continue
-            if tokens is not None and lname in tokens:
-                continue
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+        if tokens is not None:
+            # Fields the client's Connection header named are hop-by-hop too (rare).
+            forward = [line for line in forward if line.split(b":", 1)[0].lower() not in tokens]
+        parts = [ctx.method_raw, b" ", ctx.target, b" HTTP/1.1\r\n", *forward]
+        append = parts.append
         if ctx.upgrade:
             append(b"Connection: upgrade\r\nUpgrade: ")
-            append(ctx.values.get(b"upgrade") or _header(ctx, b"upgrade"))
+            append(ctx.values.get(b"upgrade", b""))
             append(b"\r\n")
         if ctx.chunked:
             append(b"Transfer-Encoding: chunked\r\n")
@@ -919,13 +911,6 @@ def _connection_tokens(value: bytes) -> frozenset[bytes]:
         if len(_TOKENS_CACHE) < 1024:
             _TOKENS_CACHE[value] = tokens
     return tokens
-
-
-def _header(ctx: RequestContext, lname: bytes) -> bytes:
-    for name, _, value in ctx.headers:
-        if name == lname:
-            return value
-    return b""
 
 
 def _parse_error_reason(error: Exception) -> str:
