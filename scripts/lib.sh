@@ -47,3 +47,22 @@ install_project() {
     fi
     .venv/bin/python -m pip install -q -e ".[$extras]"
 }
+
+# What the browser tests (tests/browser) need: Debian's chromium and the pages' chart
+# library, built from the npm registry's package by frontend/ (never a CDN). Missing
+# pieces are installed as root; otherwise a warning says what is missing and the
+# browser tests skip, saying why (under CI=true they fail instead).
+ensure_browser_test_deps() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        apt_install chromium || echo "warning: chromium is not installed; the browser tests will skip" >&2
+    fi
+    build_frontend || echo "warning: the frontend build failed; the market page has no chart" >&2
+}
+
+# npm ci + the frontend build: copies lightweight-charts into tradesim/web/static/vendor.
+build_frontend() {
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install npm || return 1
+    fi
+    (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+}

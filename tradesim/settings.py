@@ -11,6 +11,7 @@ from typing import Any
 
 import dj_database_url
 
+from tradesim.billing.config import load_billing_config
 from tradesim.config import load_app_config
 from tradesim.env import Env
 
@@ -27,6 +28,8 @@ SECRET_KEY = env.secret("TRADESIM_SECRET_KEY") or secrets.token_urlsafe(50)
 ALLOWED_HOSTS = env.items("TRADESIM_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 TRADESIM = load_app_config(env, DATA_DIR)
+# Stripe (docs/tradesim.md, "Billing"): optional; without it upgrading answers 503.
+BILLING = load_billing_config(env)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -34,6 +37,8 @@ INSTALLED_APPS = [
     "tradesim.accounts",
     "tradesim.market",
     "tradesim.trading",
+    "tradesim.billing",
+    "tradesim.web",
 ]
 
 MIDDLEWARE = [
@@ -44,7 +49,17 @@ MIDDLEWARE = [
 ROOT_URLCONF = "tradesim.urls"
 ASGI_APPLICATION = "tradesim.asgi.application"
 APPEND_SLASH = False
-TEMPLATES: list[dict[str, Any]] = []
+# The pages (tradesim/web): Django templates, no context processors needed (pages
+# load the user's data from the API, like any other client).
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+# Served by tradesim itself (tradesim/web/urls.py), or by nginx from tradesim/web/static.
+STATIC_URL = "/static/"
 
 
 def _database(url: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("tradesim.accounts.urls")),
     path("", include("tradesim.market.urls")),
     path("", include("tradesim.trading.urls")),
+    path("", include("tradesim.billing.urls")),
+    path("", include("tradesim.web.urls")),
 ]
 
 handler404 = "tradesim.api.not_found"

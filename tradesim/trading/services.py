@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from tradesim.accounts.models import Account
 from tradesim.api import ApiError
+from tradesim.billing.tiers import check_may_buy
 from tradesim.market.models import Symbol
 from tradesim.trading.models import Holding, Quote, Side, Trade
 
@@ -59,6 +60,8 @@ def create_quote(account: Account, symbol_name: str, side: str, quantity: Decima
     symbol = Symbol.objects.filter(name=symbol_name.upper(), active=True).first()
     if symbol is None:
         raise ApiError(400, "unknown_symbol", f"{symbol_name!r} is not a traded symbol")
+    if side == Side.BUY:
+        check_may_buy(account, symbol.name)  # what the pro tier unlocks (billing/tiers.py)
     config = settings.TRADESIM
     now = timezone.now()
     if symbol.last_price is None or symbol.last_trade_at is None:
