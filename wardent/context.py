@@ -35,6 +35,7 @@ class RequestContext:
         "header_bytes",
         "headers",
         "host",
+        "host_name",
         "http_11",
         "keep_alive",
         "last_client_read",
@@ -71,6 +72,7 @@ class RequestContext:
         self.target = b""
         self.path = ""
         self.host = b""
+        self.host_name = ""  # lower-cased text of Host, for route and rule matching
         # (name as sent, value), as parsed; `values` has them by lower-cased name
         # (repeated fields joined with ", ", or b"\x00" for fields that must be
         # single) and `forward` the lines sent upstream, the sender's case kept.

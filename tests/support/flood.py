@@ -37,6 +37,7 @@ def main(count: int, max_keys: int) -> dict[str, Any]:
             method="GET",
             path="/",
             host=b"x",
+            host_name="x",
             shadow_reasons=[],
         )
         return check(ctx) is None

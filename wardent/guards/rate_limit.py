@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 class CompiledRule:
     __slots__ = (
+        "everything",
         "header",
         "limiter",
         "match",
@@ -47,6 +48,8 @@ class CompiledRule:
             host=rule.match.host.lower() if rule.match.host else None,
         )
         self.route = rule.route
+        match = self.match
+        self.everything = not (match.path_prefix or match.path_regex or match.methods or match.host)
         self.header = (
             rule.key[len("header:") :].lower().encode() if rule.key != "client_ip" else None
         )
@@ -63,7 +66,7 @@ class CompiledRule:
     def applies(self, ctx: RequestContext) -> bool:
         if self.route is not None and ctx.route.name != self.route:
             return False
-        return self.match.matches(ctx.method, ctx.path, ctx.host.decode("latin-1").lower())
+        return self.everything or self.match.matches(ctx.method, ctx.path, ctx.host_name)
 
     def key(self, ctx: RequestContext) -> str:
         assert ctx.client is not None

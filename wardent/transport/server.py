@@ -414,7 +414,8 @@ class ClientConnection(asyncio.Protocol):
             # Answered before the guards: a blocked crawler must be able to read it.
             self._answer_with_body(ctx, rt.robots_txt, b"text/plain; charset=utf-8")
             return
-        ctx.route = rt.routes.match(ctx.method, ctx.path, ctx.host.decode("latin-1").lower())
+        ctx.host_name = ctx.host.decode("latin-1").lower()
+        ctx.route = rt.routes.match(ctx.method, ctx.path, ctx.host_name)
         verdict = rt.chain.admit(ctx)
         if verdict is not None:
             guard, rejection = verdict
