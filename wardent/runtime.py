@@ -109,8 +109,8 @@ class RequestIds:
     """Process prefix + counter: unique across restarts, 0.1 µs instead of uuid4's 1.5."""
 
     def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex()
+        self.prefix = os.urandom(6).hex().encode() + b"-"
         self.counter = itertools.count(1)
 
     def next(self) -> bytes:
-        return f"{self.prefix}-{next(self.counter):x}".encode()
+        return b"%s%x" % (self.prefix, next(self.counter))

@@ -127,8 +127,13 @@ async def test_shadow_mode_counts_and_lets_pass(tmp_path: Path, upstream: Upstre
     with running_wardent(
         tmp_path, upstream.url, guards={"crawlers": {"mode": "shadow"}}
     ) as wardent:
-        status, _, _ = await fetch(wardent.url + "/echo/shadow", headers={"User-Agent": GPTBOT})
+        status, _, headers = await fetch(
+            wardent.url + "/echo/shadow", headers={"User-Agent": GPTBOT}
+        )
         assert status == 200
+        request_id = headers["X-Request-ID"]
+        entry = await wardent.access_entry(request_id)
+        assert entry["shadow"] == "crawlers:GPTBot"  # logged, not refused
         assert await metric(wardent, "wardent_guard_shadow_rejected_total", guard="crawlers") == 1
         assert await metric(wardent, "wardent_guard_rejected_total", guard="crawlers") == 0
 

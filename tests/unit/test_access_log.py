@@ -33,6 +33,7 @@ FIELDS = {
     "route",
     "reason",
     "user_agent",
+    "shadow",
 }
 
 

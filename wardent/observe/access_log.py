@@ -42,31 +42,40 @@ class AccessEntry(msgspec.Struct, gc=False):
     route: str
     reason: str | None
     user_agent: str | None
+    shadow: str | None = None  # what guards in shadow mode would have refused
 
 
-class _SecondCache:
-    __slots__ = ("prefix", "second")
+class _TimestampCache:
+    __slots__ = ("ms", "prefix", "second", "text")
 
     def __init__(self) -> None:
+        self.ms = -1
+        self.text = ""
         self.second = -1
         self.prefix = ""
 
 
-_second_cache = _SecondCache()
+_cache = _TimestampCache()
 
 
 def utc_timestamp(now: float) -> str:
     """`now` (seconds since the epoch) as ISO 8601 UTC with milliseconds.
 
-    strftime runs once a second; every other call is an int compare and an
-    f-string: 2026-05-09T07:35:25.123Z.
+    Under load many requests end in the same millisecond, so the text is
+    cached per millisecond and strftime runs once a second:
+    2026-05-09T07:35:25.123Z.
     """
-    second = int(now)
-    cache = _second_cache
+    ms = int(now * 1000)
+    cache = _cache
+    if ms == cache.ms:
+        return cache.text
+    second = ms // 1000
     if second != cache.second:
         cache.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         cache.second = second
-    return f"{cache.prefix}.{int((now - second) * 1000):03d}Z"
+    cache.ms = ms
+    cache.text = f"{cache.prefix}.{ms % 1000:03d}Z"
+    return cache.text
 
 
 class AccessLog:
