@@ -106,6 +106,9 @@ class Gateway:
         return True
 
     def render_metrics(self) -> bytes:
+        # Pool sizes are read at scrape time, not counted on every acquire and release.
+        self.metrics.upstream_connections_open = len(self.pool.open)
+        self.metrics.upstream_connections_idle = len(self.pool.idle)
         return self.metrics.render()
 
     async def reload(self) -> list[str]:
@@ -233,7 +236,6 @@ class Gateway:
             max_connections=upstream.max_connections,
             max_idle=upstream.max_idle,
             idle_timeout=upstream.idle_timeout,
-            metrics=self.metrics,
         )
 
     async def start(self) -> None:

@@ -55,6 +55,7 @@ _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _METHODS: dict[bytes, str] = {}
 _READS = frozenset({"GET", "HEAD"})
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 
 
 class _Refuse(Exception):
@@ -691,7 +692,12 @@ class ClientConnection(asyncio.Protocol):
         ctx.status = status
         ctx.response_started = True
         ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
-        lines = [b"HTTP/1.1 %d " % status + phrase + b"\r\n"]
+        first = _STATUS_LINES.get((status, phrase))
+        if first is None:
+            first = b"HTTP/1.1 %d " % status + phrase + b"\r\n"
+            if len(_STATUS_LINES) < 256:
+                _STATUS_LINES[(status, phrase)] = first
+        lines = [first]
         append = lines.append
         upgrading = status == 101
         has_length = chunked = False

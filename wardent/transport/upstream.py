@@ -17,7 +17,6 @@ from wardent.config.schema import Address
 
 if TYPE_CHECKING:
     from wardent.context import RequestContext
-    from wardent.observe.metrics import GatewayMetrics
 
 _WRITE_HIGH_WATER = 256 * 1024
 
@@ -221,14 +220,12 @@ class UpstreamPool:
         max_connections: int,
         max_idle: int,
         idle_timeout: float,
-        metrics: GatewayMetrics,
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self.metrics = metrics
         self.loop = asyncio.get_running_loop()
         self.idle: deque[UpstreamConnection] = deque()
         self.open: set[UpstreamConnection] = set()
@@ -244,7 +241,6 @@ class UpstreamPool:
             conn = idle.pop()
             if not conn.closed:
                 conn.reused = True
-                self._count()
                 return conn
         return None
 
@@ -295,7 +291,6 @@ class UpstreamPool:
             conn.abort()
             raise UpstreamUnavailable("connect_refused", 502, "the pool is closing")
         self.open.add(conn)
-        self._count()
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
@@ -315,7 +310,6 @@ class UpstreamPool:
             return
         conn.idle_since = self.loop.time()
         self.idle.append(conn)
-        self._count()
 
     def forget(self, conn: UpstreamConnection) -> None:
         """A connection is gone: free its slot for someone waiting."""
@@ -323,16 +317,11 @@ class UpstreamPool:
             self.open.discard(conn)
             with contextlib.suppress(ValueError):
                 self.idle.remove(conn)
-            self._count()
             while self.waiters:
                 waiter = self.waiters.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
                     break
-
-    def _count(self) -> None:
-        self.metrics.upstream_connections_open = len(self.open)
-        self.metrics.upstream_connections_idle = len(self.idle)
 
     def _sweep(self) -> None:
         now = self.loop.time()
