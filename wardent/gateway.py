@@ -158,8 +158,10 @@ class Gateway:
         settings = self.settings
         shortest = min(
             settings.http.header_timeout,
+            settings.http.body_timeout,
             settings.http.keepalive_timeout,
             settings.upstream.read_timeout,
+            settings.upstream.send_timeout,
         )
         return min(max(shortest / 5, 0.02), 1.0)
 

@@ -20,6 +20,7 @@ from wardent.transport.http import HOP_BY_HOP, REPLACED_REQUEST_HEADERS
 class Runtime:
     __slots__ = (
         "body_limit_guard",
+        "body_timeout",
         "body_too_large",
         "built",
         "chain",
@@ -39,6 +40,7 @@ class Runtime:
         "response_special",
         "robots_txt",
         "routes",
+        "send_timeout",
         "settings",
         "single_valued",
         "stripe",
@@ -93,6 +95,8 @@ class Runtime:
         self.header_timeout = settings.http.header_timeout
         self.keepalive_timeout = settings.http.keepalive_timeout
         self.read_timeout = settings.upstream.read_timeout
+        self.send_timeout = settings.upstream.send_timeout
+        self.body_timeout = settings.http.body_timeout
         self.debug_headers = settings.debug_headers
 
     def count_streamed_body_limit(self, shadow: bool) -> None:

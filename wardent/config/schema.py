@@ -253,6 +253,7 @@ class Http(Model):
     max_header_size: Annotated[int, BeforeValidator(parse_size), Field(ge=1024)] = 16384
     max_header_count: int = Field(default=100, ge=8)
     header_timeout: Duration = 10.0
+    body_timeout: Duration = 60.0
     keepalive_timeout: Duration = 75.0
     max_pipelined: int = Field(default=16, ge=1)
     request_id_header: str = "X-Request-ID"

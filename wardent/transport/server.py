@@ -45,9 +45,12 @@ _PAUSE_BUFFER = 2  # body buffered while the upstream connection is being made
 _PAUSE_PIPELINE = 4  # http.max_pipelined requests wait behind the one in flight
 _PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
 _PAUSE_LAST = 16  # the last request the connection may carry has been read
+_PIPELINE_SLACK = 8
 
 # What a connection's deadline is for.
-_NOTHING, _HEADERS, _IDLE, _EXCHANGE = 0, 1, 2, 3
+_NOTHING, _HEADERS, _IDLE, _EXCHANGE, _LINGER = 0, 1, 2, 3, 4
+_LINGER_SECONDS = 5.0
+_LINGER_BYTES = 64 * 1024 * 1024  # read and dropped, never kept
 
 # Response framing towards the client.
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
@@ -88,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
         self.waiting_for = _NOTHING
         self.splice: UpstreamConnection | None = None
         self.eof = False
+        self.lingering = 0  # > 0: answered and closing; bytes still to read and drop
         self._out: list[bytes] = []
 
     # -- connection lifecycle ---------------------------------------------
@@ -113,7 +117,8 @@ class ClientConnection(asyncio.Protocol):
         self.gw.metrics.connections_open -= 1
         if self.splice is not None:
             upstream, self.splice = self.splice, None
-            upstream.abort()
+            self.gw.metrics.websocket_open -= 1
+            upstream.abort()  # clears its ctx: splice_closed will not run for it
         ctx = self.current
         if ctx is not None and not ctx.done:
             # The client left: cancel the upstream request and never reuse its connection.
@@ -125,6 +130,11 @@ class ClientConnection(asyncio.Protocol):
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.lingering -= len(data)
+            if self.lingering <= 0:
+                self._close()
+            return
         if self.splice is not None:
             self.splice.write(data)
             if self.current is not None:
@@ -206,6 +216,8 @@ class ClientConnection(asyncio.Protocol):
             self._idle_timeout()
         elif waiting_for == _EXCHANGE and self.current is not None:
             self._check_timeout(self.current, now)
+        elif waiting_for == _LINGER:
+            self._close()
 
     def _header_timeout(self) -> None:
         if self.current is None and not self.closed:
@@ -222,6 +234,25 @@ class ClientConnection(asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after answering before the body was read, as nginx's lingering_close
+        does: closing with unread input sends a reset that can destroy the answer
+        before the client reads it. So: send FIN, then read and drop what is still
+        coming, for a bounded time and size."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.lingering = _LINGER_BYTES
+        self.parser = None
+        self.pipeline.clear()
+        self.paused = 0
+        transport.resume_reading()
+        self._arm(_LINGER_SECONDS, _LINGER)
 
     # -- httptools callbacks: the request as it is parsed ------------------
     def on_message_begin(self) -> None:
@@ -312,10 +343,9 @@ class ClientConnection(asyncio.Protocol):
             raise _Refuse(405, "connect_not_allowed")
         connection = values.get(b"connection")
         if connection is not None:
-            tokens = connection_tokens(connection)
-            tokens.discard(b"close")
-            tokens.discard(b"keep-alive")
-            tokens.discard(b"upgrade")
+            # `Connection: content-length` must not strip the framing of a body
+            # that is still forwarded (request smuggling): never-hop fields stay.
+            tokens = connection_tokens(connection) - _NEVER_HOP_BY_HOP
             ctx.conn_tokens = tokens or None
         expect = values.get(b"expect")
         if expect is not None:
@@ -323,12 +353,19 @@ class ClientConnection(asyncio.Protocol):
                 raise _Refuse(417, "unsupported_expectation")
             ctx.expect_continue = ctx.has_body
         ctx.user_agent = values.get(b"user-agent")
-        if self.current is None:
+        if self.current is None and not self.pipeline:
             self.current = ctx
             self._dispatch(ctx)
         else:
             # Answered in order after the one in flight. A single read can hold
-            # more than the bound (httptools parses it whole); reading stops there.
+            # more than the bound (httptools parses it whole); reading stops there,
+            # and far past it the rest is dropped and the connection closes after
+            # the queued answers (a client's retry, not our memory, pays for it).
+            if len(self.pipeline) >= self.rt.max_pipelined * _PIPELINE_SLACK:
+                ctx.done = True
+                self.pipeline[-1].close_after = True
+                self.pause_reading(_PAUSE_LAST)
+                return
             self.pipeline.append(ctx)
             if len(self.pipeline) >= self.rt.max_pipelined:
                 self.pause_reading(_PAUSE_PIPELINE)
@@ -365,7 +402,9 @@ class ClientConnection(asyncio.Protocol):
         if ctx.done:
             return
         if ctx.awaiting_body and ctx is self.current:
+            # Forwarding (if the signature holds) sends the whole body, last chunk too.
             self._check_stripe_signature(ctx)
+            return
         upstream = ctx.upstream
         if upstream is not None and ctx is self.current and ctx.chunked:
             upstream.write(LAST_CHUNK)
@@ -436,6 +475,11 @@ class ClientConnection(asyncio.Protocol):
             ctx.awaiting_body = True
             if ctx.request_done:
                 self._check_stripe_signature(ctx)
+                return
+            self.resume_reading(_PAUSE_BUFFER)  # read whole, however it was buffering
+            if ctx.expect_continue and not ctx.bytes_in and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._arm(rt.body_timeout, _EXCHANGE)
             return
         self._forward(ctx)
 
@@ -598,7 +642,13 @@ class ClientConnection(asyncio.Protocol):
             self.resume_reading(_PAUSE_BUFFER)
         if ctx.request_done and ctx.chunked:
             upstream.write(LAST_CHUNK)
-        self._arm(self.rt.read_timeout, _EXCHANGE)
+        # The first check comes at whichever can expire first; _check_timeout
+        # then works out the real deadline from the last activity.
+        rt = self.rt
+        self._arm(
+            rt.read_timeout if ctx.request_done else min(rt.body_timeout, rt.send_timeout),
+            _EXCHANGE,
+        )
 
     def _request_head(self, ctx: RequestContext) -> bytes:
         rt = self.rt
@@ -638,26 +688,35 @@ class ClientConnection(asyncio.Protocol):
         return b"".join(parts)
 
     def _check_timeout(self, ctx: RequestContext, now: float) -> None:
+        """An exchange that stopped moving: the client's body stalls (408), the
+        upstream stops taking the body (504) or stops answering (504)."""
+        if ctx.done or self.splice is not None:
+            return
+        rt = self.rt
         upstream = ctx.upstream
-        if ctx.done or upstream is None or self.splice is not None:
-            return
-        timeout = self.rt.read_timeout
         if not ctx.request_done:
-            idle = now - ctx.last_client_read
-            if idle >= timeout and not self.paused & _PAUSE_UPSTREAM:
-                ctx.reason = "client_body_timeout"
-                self.gw.metrics.count_bad_request("body_timeout")
-                self._cancel_upstream(ctx)
-                self._answer(ctx, 408)
-                return
-        idle = now - upstream.last_active
-        if idle < timeout or not ctx.request_done:
-            self._arm(timeout - min(idle, timeout), _EXCHANGE)
+            if self.paused & _PAUSE_UPSTREAM and upstream is not None:
+                deadline = upstream.last_active + rt.send_timeout
+                kind, status = "send_timeout", 504
+            else:
+                deadline = ctx.last_client_read + rt.body_timeout
+                kind, status = "body_timeout", 408
+        elif upstream is not None:
+            deadline = upstream.last_active + rt.read_timeout
+            kind, status = "read_timeout", 504
+        else:
+            return  # connecting: the pool's connect_timeout ends that
+        if now < deadline:
+            self._arm(deadline - now, _EXCHANGE)
             return
-        self.gw.metrics.count_upstream_error("read_timeout")
-        ctx.reason = "upstream:read_timeout"
+        if status == 408:
+            ctx.reason = "client_body_timeout"
+            self.gw.metrics.count_bad_request("body_timeout")
+        else:
+            ctx.reason = f"upstream:{kind}"
+            self.gw.metrics.count_upstream_error(kind)
         self._cancel_upstream(ctx)
-        self._answer(ctx, 504)
+        self._answer(ctx, status)
 
     def _cancel_upstream(self, ctx: RequestContext) -> None:
         if ctx.task is not None:
@@ -773,19 +832,22 @@ class ClientConnection(asyncio.Protocol):
             upstream.abort()
         self._finish(ctx)
 
-    def upstream_lost(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
+    def upstream_lost(
+        self, ctx: RequestContext, upstream: UpstreamConnection, error: Exception | None
+    ) -> None:
         """The upstream closed the connection while it served this request."""
         if ctx.done or ctx.upstream is not upstream:
             return
         ctx.upstream = None
         if ctx.response_started:
-            if ctx.until_close:
+            if ctx.until_close and error is None:
                 # A close-delimited body ends with the connection.
                 if ctx.framing == _CHUNKED:
                     self._out.append(LAST_CHUNK)
                 self._finish(ctx)
                 return
-            # Broke mid-response: the client must see a broken response, not a short one.
+            # Broke mid-response (a reset is never a clean end): the client must see a
+            # broken response, not a short one.
             self.gw.metrics.count_upstream_error("reset")
             ctx.reason = "upstream:reset"
             self._abort_client(ctx)
@@ -864,6 +926,9 @@ class ClientConnection(asyncio.Protocol):
     def _finish(self, ctx: RequestContext) -> None:
         self.flush()
         ctx.done = True
+        # Pauses owed to this exchange's upstream or body buffer end with it (its
+        # upstream may be detached before it could say resume).
+        self.resume_reading(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         self._disarm()
         self.gw.record(ctx)
         if self.splice is not None and self.current is ctx and not self.closed:
@@ -880,7 +945,10 @@ class ClientConnection(asyncio.Protocol):
             or not ctx.request_done
             or self.eof
         ):
-            self._close()
+            if ctx.request_done or self.eof:
+                self._close()
+            else:
+                self._linger()
             return
         if self.pipeline:
             self.loop.call_soon(self._next)
@@ -897,7 +965,12 @@ class ClientConnection(asyncio.Protocol):
         ctx = self.current = self.pipeline.popleft()
         if len(self.pipeline) < self.rt.max_pipelined:
             self.resume_reading(_PAUSE_PIPELINE)
-        self._dispatch(ctx)
+        try:
+            self._dispatch(ctx)
+        except Exception:
+            # Outside the parser's callbacks nothing else would catch this.
+            log.exception("dispatching a pipelined request failed")
+            self._abort_client(ctx)
 
     def shutdown(self) -> None:
         """Graceful stop: idle connections close now, busy ones after their answer."""
@@ -906,6 +979,11 @@ class ClientConnection(asyncio.Protocol):
 
 
 _NO_TOKENS: frozenset[bytes] = frozenset()
+# Connection header tokens that name no field to drop, or a field that frames the
+# message or routes it: whatever the Connection header says, these stay.
+_NEVER_HOP_BY_HOP = frozenset(
+    {b"close", b"keep-alive", b"upgrade", b"content-length", b"transfer-encoding", b"host"}
+)
 _TOKENS_CACHE: dict[bytes, frozenset[bytes]] = {}
 
 
@@ -913,7 +991,7 @@ def _connection_tokens(value: bytes) -> frozenset[bytes]:
     """The field names a Connection header lists, besides the usual keep-alive/close."""
     tokens = _TOKENS_CACHE.get(value)
     if tokens is None:
-        found = connection_tokens(value) - {b"keep-alive", b"close", b"upgrade"}
+        found = connection_tokens(value) - _NEVER_HOP_BY_HOP
         tokens = frozenset(found)
         if len(_TOKENS_CACHE) < 1024:
             _TOKENS_CACHE[value] = tokens

@@ -97,11 +97,21 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             client.flush()
             if self.ctx is ctx and self.status == 101:
-                client.upstream_upgraded(ctx, self, data[upgrade.args[0] :])
+                if ctx.upgrade:
+                    client.upstream_upgraded(ctx, self, data[upgrade.args[0] :])
+                else:
+                    # A tunnel the client never asked for would skip every guard.
+                    client.upstream_failed(ctx, self, "protocol", "101 without an Upgrade")
+            else:
+                self.abort()
             return
         except httptools.HttpParserError as error:
             if self.ctx is ctx:
                 client.upstream_failed(ctx, self, "protocol", f"bad response: {error}")
+            else:
+                # Garbage after a finished response: this connection is out of step,
+                # never reuse it (it may already sit in the idle pool).
+                self.abort()
             return
         client.flush()
         if self.skip_body:
@@ -123,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.splice is not None:
                 ctx.conn.splice_closed(ctx)
             else:
-                ctx.conn.upstream_lost(ctx, self)
+                ctx.conn.upstream_lost(ctx, self, exc)
 
     def pause_writing(self) -> None:
         if self.ctx is not None:
@@ -135,6 +145,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.ctx is None:
+            raise _Unsolicited  # a response nobody asked for: see data_received
         self.headers = []
         self.phrase = b""
 
@@ -150,8 +162,8 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             return  # interim responses (100, 103) are not relayed
         ctx = self.ctx
-        if ctx is None:
-            return
+        if ctx is None or (status == 101 and not ctx.upgrade):
+            return  # an unasked-for 101 fails in data_received, before any byte is relayed
         self.keep_alive = self.parser.should_keep_alive()
         ctx.conn.response_head(ctx, self, status, self.phrase, self.headers)
         if ctx.method == "HEAD":
@@ -209,6 +221,10 @@ class UpstreamConnection(asyncio.Protocol):
 _UPSTREAM_BACKPRESSURE = 1
 
 
+class _Unsolicited(Exception):
+    """Raised in a parser callback: the upstream sent a message after its answer."""
+
+
 class UpstreamPool:
     """A bounded keep-alive pool: at most `max_connections` open, `max_idle` kept warm."""
 
@@ -256,14 +272,21 @@ class UpstreamPool:
             self.waiters.append(waiter)
             try:
                 handed = await asyncio.wait_for(waiter, max(deadline - self.loop.time(), 0))
-            except TimeoutError:
-                raise UpstreamUnavailable(
-                    "pool_exhausted", 503, "all upstream connections busy"
-                ) from None
-            finally:
+            except BaseException as error:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
-            if handed is not None:
+                elif waiter.done() and not waiter.cancelled():
+                    # Handed a connection in the very iteration we were cancelled or
+                    # timed out (Python 3.12+ then drops it): give it back.
+                    late = waiter.result()
+                    if late is not None:
+                        self.release(late)
+                if isinstance(error, TimeoutError):
+                    raise UpstreamUnavailable(
+                        "pool_exhausted", 503, "all upstream connections busy"
+                    ) from None
+                raise
+            if handed is not None and not handed.closed:
                 return handed
         self.connecting += 1
         try:

@@ -1,0 +1,267 @@
+"""Edge cases found in review, each pinned: smuggling through the Connection
+header, pipelining order and bounds, stalled bodies, misbehaving upstreams,
+lingering close, the Stripe route's body handling, the WebSocket gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import websockets
+
+from tests.support.fake_upstream import FakeConnection, FakeUpstream
+from tests.support.processes import ADMIN_TOKEN, Upstream, running_wardent
+from wardent.guards.stripe_signature import sign_for_tests
+
+STRIPE = "whsec_edge_0a1b2c"
+
+
+async def read_head_and_body(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+async def test_connection_header_cannot_strip_content_length(tmp_path: Path) -> None:
+    """`Connection: content-length` must not turn a body into a second request."""
+    heads: list[bytes] = []
+
+    async def record(conn: FakeConnection) -> None:
+        while True:
+            head = await conn.read_request()
+            heads.append(head)
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await conn.reader.readexactly(length)
+            await conn.respond(b"ok")
+
+    async with FakeUpstream(record) as fake:
+        with running_wardent(tmp_path, fake.url) as wardent:
+            smuggled = b"GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n"
+            reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+            writer.write(
+                b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled
+            )
+            answer = await asyncio.wait_for(read_head_and_body(reader), 3)
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(heads) == 1
+    assert b"Content-Length: %d" % len(smuggled) in heads[0]
+
+
+async def test_pipelined_answers_keep_order_behind_a_slow_request(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    with running_wardent(tmp_path, upstream.url) as wardent:
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.sleep(0.05)
+        writer.write(
+            b"GET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        bodies = [await asyncio.wait_for(read_head_and_body(reader), 5) for _ in range(3)]
+        writer.close()
+    assert bodies[0].endswith(b"slow done")
+    assert b'"path": "/echo/2"' in bodies[1]
+    assert b'"path": "/echo/3"' in bodies[2]
+
+
+async def test_pipeline_far_past_its_bound_answers_the_queue_then_closes(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    with running_wardent(tmp_path, upstream.url, http={"max_pipelined": 2}) as wardent:
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(b"".join(b"GET /echo/p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(100)))
+        data = await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes
+        writer.close()
+    answered = data.count(b"HTTP/1.1 200 OK")
+    assert 3 <= answered <= 2 * 8 + 1  # the one in flight + the bounded queue
+
+
+async def test_rejected_body_gets_its_answer_not_a_reset(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Answering before the body is read, then closing, would reset the connection and
+    destroy the answer: Wardent lingers, reading and dropping the rest."""
+    with running_wardent(tmp_path, upstream.url, guards={"body_limit": {"max": "1MiB"}}) as wardent:
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+            size = 8 * 1024 * 1024
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+
+            async def pump(w: asyncio.StreamWriter = writer, size: int = size) -> None:
+                block = b"x" * 65536
+                try:
+                    for _ in range(size // len(block)):
+                        w.write(block)
+                        await w.drain()
+                except ConnectionError:
+                    pass
+
+            task = asyncio.ensure_future(pump())
+            answer = await asyncio.wait_for(reader.read(200), 5)
+            task.cancel()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_stalled_request_body_is_answered_408(tmp_path: Path) -> None:
+    async def wait_for_body(conn: FakeConnection) -> None:
+        await conn.read_request()
+        await conn.reader.read()
+
+    async with FakeUpstream(wait_for_body) as fake:
+        with running_wardent(tmp_path, fake.url, http={"body_timeout": "500ms"}) as wardent:
+            reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+            writer.write(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhalf")
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.read(200), 5)
+            elapsed = time.monotonic() - started
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert elapsed < 3
+
+
+async def test_upstream_that_stops_reading_the_body_times_out(tmp_path: Path) -> None:
+    async def never_read(conn: FakeConnection) -> None:
+        await conn.read_request()
+        await asyncio.sleep(30)
+
+    async with FakeUpstream(never_read) as fake:
+        with running_wardent(
+            tmp_path,
+            fake.url,
+            upstream={"send_timeout": "1s"},
+            guards={"body_limit": {"max": "1GiB"}},
+        ) as wardent:
+            reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+            size = 64 * 1024 * 1024
+            writer.write(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+
+            async def pump() -> None:
+                block = b"y" * 65536
+                try:
+                    for _ in range(size // len(block)):
+                        writer.write(block)
+                        await writer.drain()
+                except ConnectionError:
+                    pass
+
+            task = asyncio.ensure_future(pump())
+            answer = await asyncio.wait_for(reader.read(200), 10)
+            task.cancel()
+            writer.close()
+            entry = wardent.wait_access(lambda e: e["path"] == "/upload")
+    assert answer.startswith(b"HTTP/1.1 504 ")
+    assert entry["reason"] == "upstream:send_timeout"
+
+
+async def test_unsolicited_bytes_never_reach_the_next_client(tmp_path: Path) -> None:
+    async def chatty(conn: FakeConnection) -> None:
+        while True:
+            await conn.read_request()
+            conn.writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
+            )
+            await conn.writer.drain()
+
+    async with FakeUpstream(chatty) as fake:
+        with running_wardent(tmp_path, fake.url) as wardent:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    async with session.get(wardent.url + "/x") as response:
+                        assert response.status == 200
+                        assert await response.read() == b"ok"
+
+
+async def test_a_101_nobody_asked_for_is_a_502(tmp_path: Path) -> None:
+    async def tunnel(conn: FakeConnection) -> None:
+        await conn.read_request()
+        conn.writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+        )
+        await conn.writer.drain()
+        await asyncio.sleep(5)
+
+    async with FakeUpstream(tunnel) as fake:
+        with running_wardent(tmp_path, fake.url) as wardent:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(wardent.url + "/plain") as response:
+                    assert response.status == 502
+
+
+async def test_stripe_route_chunked_body_forwarded_once_and_stall_times_out(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    with running_wardent(
+        tmp_path,
+        upstream.url,
+        env={"STRIPE_SECRET": STRIPE},
+        secrets={
+            "admin_token": {"env": "WARDENT_ADMIN_TOKEN"},
+            "stripe_webhook": {"env": "STRIPE_SECRET"},
+        },
+        routes=[
+            {"name": "stripe", "match": {"path_prefix": "/echo/stripe"}, "stripe_signature": {}}
+        ],
+        http={"body_timeout": "500ms"},
+    ) as wardent:
+        payload = b'{"id": "evt_chunked"}'
+        signature = sign_for_tests(payload, STRIPE.encode(), int(time.time()))
+
+        async def chunks() -> object:
+            yield payload[:5]
+            await asyncio.sleep(0.05)
+            yield payload[5:]
+
+        async with aiohttp.ClientSession() as session:
+            # Warm the pool so forwarding happens synchronously in the last callback.
+            async with session.get(wardent.url + "/echo/warm") as response:
+                await response.read()
+            async with session.post(
+                wardent.url + "/echo/stripe",
+                data=chunks(),
+                headers={"Stripe-Signature": signature.decode()},
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["body_bytes"] == len(payload)
+        # A body that never completes is answered 408 after body_timeout.
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(
+            b"POST /echo/stripe HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+            b"Stripe-Signature: %s\r\nContent-Length: 50\r\n\r\n" % signature
+        )
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert first.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"partial")
+        answer = await asyncio.wait_for(reader.read(200), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_websocket_gauge_returns_to_zero_when_clients_drop(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    with running_wardent(tmp_path, upstream.url) as wardent:
+        for _ in range(3):
+            socket = await websockets.connect(f"ws://{wardent.public}/ws")
+            await socket.send("hi")
+            assert await socket.recv() == "echo:hi"
+            socket.transport.abort()  # the client vanishes, no close handshake
+        await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(
+                wardent.admin_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            ) as response:
+                text = await response.text()
+    assert "wardent_websocket_connections_open 0.0" in text
+    assert "wardent_requests_in_flight 0.0" in text
