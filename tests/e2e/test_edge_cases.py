@@ -12,7 +12,7 @@ import aiohttp
 import websockets
 
 from tests.support.fake_upstream import FakeConnection, FakeUpstream
-from tests.support.processes import ADMIN_TOKEN, Upstream, running_wardent
+from tests.support.processes import ADMIN_TOKEN, Upstream, free_port, running_wardent
 from wardent.guards.stripe_signature import sign_for_tests
 
 STRIPE = "whsec_edge_0a1b2c"
@@ -265,3 +265,37 @@ async def test_websocket_gauge_returns_to_zero_when_clients_drop(
                 text = await response.text()
     assert "wardent_websocket_connections_open 0.0" in text
     assert "wardent_requests_in_flight 0.0" in text
+
+
+async def test_http_10_expect_gets_no_100_continue(tmp_path: Path, upstream: Upstream) -> None:
+    with running_wardent(tmp_path, upstream.url) as wardent:
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(
+            b"POST /echo HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        )
+        await asyncio.sleep(0.3)
+        writer.write(b"abc")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"100 Continue" not in answer
+
+
+async def test_a_failed_connect_wakes_the_request_waiting_for_its_slot(tmp_path: Path) -> None:
+    """With one slot and a dead upstream, the second request must not sit out the
+    whole connect_timeout waiting for a slot the first attempt already gave up."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    with running_wardent(
+        tmp_path, dead, upstream={"max_connections": 1, "connect_timeout": "3s"}
+    ) as wardent:
+        async with aiohttp.ClientSession() as session:
+
+            async def status() -> int:
+                async with session.get(wardent.url + "/x") as response:
+                    return response.status
+
+            started = time.monotonic()
+            statuses = await asyncio.gather(status(), status(), status())
+            elapsed = time.monotonic() - started
+    assert list(statuses) == [502, 502, 502]
+    assert elapsed < 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -12,13 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.fake_upstream import FakeConnection, FakeUpstream
-from tests.support.processes import Upstream, Wardent, running_wardent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.processes import Upstream, Wardent, free_port, running_wardent
 
 
 async def _get(url: str, **kwargs: object) -> tuple[int, bytes, dict[str, str]]:
@@ -28,7 +21,7 @@ async def _get(url: str, **kwargs: object) -> tuple[int, bytes, dict[str, str]]:
 
 
 async def test_upstream_refusing_is_502(tmp_path: Path) -> None:
-    with running_wardent(tmp_path, f"http://127.0.0.1:{_free_port()}") as wardent:
+    with running_wardent(tmp_path, f"http://127.0.0.1:{free_port()}") as wardent:
         status, body, headers = await _get(wardent.url + "/anything")
         entry = wardent.wait_access(lambda entry: entry["path"] == "/anything")
     assert status == 502

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -120,6 +121,13 @@ class Upstream(Process):
 
 
 ADMIN_TOKEN = "test-admin-token-1f2e3d"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released): a dead upstream."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class Wardent(Process):

@@ -92,6 +92,7 @@ class ClientConnection(asyncio.Protocol):
         self.splice: UpstreamConnection | None = None
         self.eof = False
         self.lingering = 0  # > 0: answered and closing; bytes still to read and drop
+        self.writing_paused = False
         self._out: list[bytes] = []
 
     # -- connection lifecycle ---------------------------------------------
@@ -174,11 +175,15 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def pause_writing(self) -> None:
+        # Remembered: it may fire between exchanges, and the next upstream must
+        # start paused (pause_writing is not repeated).
+        self.writing_paused = True
         upstream = self.splice or (self.current.upstream if self.current else None)
         if upstream is not None:
             upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         upstream = self.splice or (self.current.upstream if self.current else None)
         if upstream is not None:
             upstream.resume_reading()
@@ -351,7 +356,7 @@ class ClientConnection(asyncio.Protocol):
         if expect is not None:
             if expect.strip().lower() != b"100-continue":
                 raise _Refuse(417, "unsupported_expectation")
-            ctx.expect_continue = ctx.has_body
+            ctx.expect_continue = ctx.has_body and ctx.http_11  # 1.0 has no 100
         ctx.user_agent = values.get(b"user-agent")
         if self.current is None and not self.pipeline:
             self.current = ctx
@@ -626,6 +631,8 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, ctx: RequestContext, upstream: UpstreamConnection) -> None:
         ctx.upstream = upstream
         upstream.attach(ctx)
+        if self.writing_paused:
+            upstream.pause_reading()
         ctx.upstream_start = time.perf_counter()
         upstream.write(self._request_head(ctx))
         if ctx.expect_continue and not ctx.bytes_in and self.transport is not None:

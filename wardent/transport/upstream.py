@@ -289,6 +289,7 @@ class UpstreamPool:
             if handed is not None and not handed.closed:
                 return handed
         self.connecting += 1
+        connected = False
         try:
             remaining = max(deadline - self.loop.time(), 0.001)
             async with asyncio.timeout(remaining):
@@ -300,6 +301,7 @@ class UpstreamPool:
                     _, conn = await self.loop.create_connection(
                         lambda: UpstreamConnection(self), self.address.host, self.address.port
                     )
+            connected = True
         except TimeoutError:
             raise UpstreamUnavailable(
                 "connect_timeout", 504, f"connecting to {self.address} timed out"
@@ -310,6 +312,8 @@ class UpstreamPool:
             ) from None
         finally:
             self.connecting -= 1
+            if not connected:
+                self._wake_one()  # the slot this attempt held is free again
         if self.closed:
             conn.abort()
             raise UpstreamUnavailable("connect_refused", 502, "the pool is closing")
@@ -340,11 +344,15 @@ class UpstreamPool:
             self.open.discard(conn)
             with contextlib.suppress(ValueError):
                 self.idle.remove(conn)
-            while self.waiters:
-                waiter = self.waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        """A slot came free: the first waiter may connect (it is handed None)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
     def _sweep(self) -> None:
         now = self.loop.time()
