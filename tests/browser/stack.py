@@ -11,9 +11,7 @@ candle history (so both EMAs exist at once) and a simulated feed ticking every
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import time
 import urllib.request
@@ -22,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import ROOT, Process, Wardent, write_config
+from tests.support.processes import Process, Wardent, manage, write_config
 from tests.tradesim.fake_stripe import FakeStripe
 
 PRICE = "price_test_pro"
@@ -71,20 +69,6 @@ def tradesim_env(data_dir: Path, stripe: FakeStripe) -> dict[str, str]:
     }
 
 
-def _manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tradesim.manage", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-
-
 def _wait_http(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -111,9 +95,9 @@ def running_stack(directory: Path) -> Iterator[Stack]:
         # environment must not leak in (the env dict overrides them).
         env_without_key = {**env}
         del env_without_key["TRADESIM_JWT_PRIVATE_KEY_FILE"]
-        _manage(env_without_key, "gen_jwt_key")
-        _manage(env, "migrate", "--noinput")
-        _manage(env, "seed_history", "--minutes", "6")
+        manage(env_without_key, "gen_jwt_key")
+        manage(env, "migrate", "--noinput")
+        manage(env, "seed_history", "--minutes", "6")
 
         feed = Process([sys.executable, "-m", "tradesim.manage", "run_feed"], env=env)
         cleanup.callback(feed.stop)

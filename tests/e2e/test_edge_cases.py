@@ -27,6 +27,17 @@ async def read_head_and_body(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
+async def pump(writer: asyncio.StreamWriter, size: int) -> None:
+    """Send `size` body bytes as fast as the peer takes them, until it closes."""
+    block = b"x" * 65536
+    try:
+        for _ in range(size // len(block)):
+            writer.write(block)
+            await writer.drain()
+    except ConnectionError:
+        pass
+
+
 async def test_connection_header_cannot_strip_content_length(tmp_path: Path) -> None:
     """`Connection: content-length` must not turn a body into a second request."""
     heads: list[bytes] = []
@@ -97,16 +108,7 @@ async def test_rejected_body_gets_its_answer_not_a_reset(
             size = 8 * 1024 * 1024
             writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
 
-            async def pump(w: asyncio.StreamWriter = writer, size: int = size) -> None:
-                block = b"x" * 65536
-                try:
-                    for _ in range(size // len(block)):
-                        w.write(block)
-                        await w.drain()
-                except ConnectionError:
-                    pass
-
-            task = asyncio.ensure_future(pump())
+            task = asyncio.ensure_future(pump(writer, size))
             answer = await asyncio.wait_for(reader.read(200), 5)
             task.cancel()
             writer.close()
@@ -146,16 +148,7 @@ async def test_upstream_that_stops_reading_the_body_times_out(tmp_path: Path) ->
             size = 64 * 1024 * 1024
             writer.write(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
 
-            async def pump() -> None:
-                block = b"y" * 65536
-                try:
-                    for _ in range(size // len(block)):
-                        writer.write(block)
-                        await writer.drain()
-                except ConnectionError:
-                    pass
-
-            task = asyncio.ensure_future(pump())
+            task = asyncio.ensure_future(pump(writer, size))
             answer = await asyncio.wait_for(reader.read(200), 10)
             task.cancel()
             writer.close()

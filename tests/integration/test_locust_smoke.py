@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ADMIN_TOKEN, ROOT, Process, write_config
+from tests.support.processes import ADMIN_TOKEN, ROOT, Process, manage, write_config
 
 ORIGIN_SECRET = "locust-smoke-origin-secret-51c2"
 STRIPE_SECRET = "whsec_locust_smoke_0f3b9a"
@@ -48,19 +48,6 @@ def _tradesim_env(data_dir: Path) -> dict[str, str]:
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
         "TRADESIM_JWT_PRIVATE_KEY_FILE": str(data_dir / "jwt-private.pem"),
     }
-
-
-def _manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tradesim.manage", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"manage.py {args}: {result.stdout}\n{result.stderr}"
 
 
 def _wait_for_prices(url: str, timeout: float = 30.0) -> None:
@@ -89,8 +76,8 @@ def running_stack(directory: Path) -> Iterator[str]:
     data_dir.mkdir()
     env = _tradesim_env(data_dir)
     without_key = {k: v for k, v in env.items() if k != "TRADESIM_JWT_PRIVATE_KEY_FILE"}
-    _manage(without_key, "gen_jwt_key")
-    _manage(env, "migrate", "--noinput")
+    manage(without_key, "gen_jwt_key")
+    manage(env, "migrate", "--noinput")
     with ExitStack() as stack:
         feed = Process([sys.executable, "-m", "tradesim.manage", "run_feed"], env=env)
         stack.callback(feed.stop)

@@ -173,6 +173,21 @@ class Wardent(Process):
             time.sleep(0.05)
 
 
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> None:
+    """`python -m tradesim.manage ARGS` with `env` added; a failure raises with its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tradesim.manage", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
 def write_config(directory: Path, upstream_url: str, **overrides: Any) -> Path:
     """A test config: loopback ports chosen by the kernel, overrides merged per section."""
     config: dict[str, Any] = {

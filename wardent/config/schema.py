@@ -148,10 +148,6 @@ class Upstream(Model):
         host, _, port = rest.partition(":")
         return Address(host=host, port=int(port or 80))
 
-    @property
-    def host_header(self) -> str:
-        return "localhost" if self.url.startswith("unix:") else self.url[len("http://") :]
-
 
 def _check_trusted_proxy(entry: str, info: ValidationInfo) -> str:
     """Validate one trusted_proxies entry where it is written, so an error has its line."""

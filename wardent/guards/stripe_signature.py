@@ -56,8 +56,6 @@ Reason = Literal["missing", "malformed", "stale", "future", "forged"]
 REASONS: Final[tuple[Reason, ...]] = ("missing", "malformed", "stale", "future", "forged")
 """Every reason a verification can fail with: a bounded metric label set."""
 
-DEFAULT_TOLERANCE: Final = 300.0
-"""Seconds either side of now, Stripe's own default (and the config's)."""
 
 MAX_HEADER_BYTES: Final = 4096
 MAX_SIGNATURES: Final = 16

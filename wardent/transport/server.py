@@ -19,7 +19,7 @@ import httptools
 
 from wardent.context import RequestContext
 from wardent.guards.chain import Rejection
-from wardent.identify import normalise_path
+from wardent.identify import Client, normalise_path
 from wardent.transport.http import (
     IDEMPOTENT_METHODS,
     LAST_CHUNK,
@@ -57,6 +57,7 @@ _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3
 
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _METHODS: dict[bytes, str] = {}
+UNKNOWN_PEER = Client("", "")
 _READS = frozenset({"GET", "HEAD"})
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 
@@ -77,6 +78,7 @@ class ClientConnection(asyncio.Protocol):
         self.rt: Runtime = gateway.runtime
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.peer = UNKNOWN_PEER  # the socket peer as a client; set on connect
         self.peer_ip = ""
         self.peer_trusted = False
         self.parsing: RequestContext | None = None
@@ -103,8 +105,8 @@ class ClientConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         peer_ip = peer[0] if isinstance(peer, tuple) and peer else None
-        client, self.peer_trusted = self.rt.identifier.peer(peer_ip)
-        self.peer_ip = client.ip
+        self.peer, self.peer_trusted = self.rt.identifier.peer(peer_ip)
+        self.peer_ip = self.peer.ip
         self.gw.connections.add(self)
         self.gw.metrics.connections_open += 1
         self._arm(self.rt.header_timeout, _HEADERS)
@@ -441,9 +443,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.current = ctx
             self.gw.metrics.in_flight += 1
-            ctx.client, _ = self.rt.identifier.peer(
-                self.peer_ip if self.peer_ip != "unix" else None
-            )
+            ctx.client = self.peer
             ctx.request_id = self.gw.request_ids.next()
         ctx.close_after = True
         ctx.reason = reason
@@ -499,7 +499,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _identify(self, ctx: RequestContext, rt: Runtime) -> None:
         identifier = rt.identifier
-        client, _ = identifier.peer(self.peer_ip if self.peer_ip != "unix" else None)
+        client = self.peer
         if self.peer_trusted:
             values = ctx.values
             raw = values.get(rt.client_ip_header)
