@@ -33,7 +33,7 @@ class RequestContext:
         "framing",
         "has_body",
         "header_bytes",
-        "headers",
+        "header_count",
         "host",
         "host_name",
         "http_11",
@@ -73,12 +73,12 @@ class RequestContext:
         self.path = ""
         self.host = b""
         self.host_name = ""  # lower-cased text of Host, for route and rule matching
-        # (name as sent, value), as parsed; `values` has them by lower-cased name
-        # (repeated fields joined with ", ", or b"\x00" for fields that must be
-        # single) and `forward` the lines sent upstream, the sender's case kept.
-        self.headers: list[tuple[bytes, bytes]] = []
+        # The fields as parsed: `values` has them by lower-cased name (repeated
+        # fields joined with ", ", or b"\x00" for fields that must be single) and
+        # `forward` the lines sent upstream, the sender's case kept.
         self.forward: list[bytes] = []
         self.header_bytes = 0
+        self.header_count = 0
         self.values: dict[bytes, bytes] = {}
         self.conn_tokens: set[bytes] | None = None
         self.content_length: int | None = None

@@ -221,8 +221,9 @@ class Gateway:
                 status,
                 ctx.bytes_in,
                 ctx.bytes_out,
-                round(duration * 1000, 3),
-                round(upstream * 1000, 3) if upstream is not None else None,
+                # Whole microseconds, as ms: int() is a tenth of round(x, 3)'s cost.
+                int(duration * 1e6) / 1000,
+                int(upstream * 1e6) / 1000 if upstream is not None else None,
                 ctx.route.name,
                 ctx.reason,
                 user_agent.decode("latin-1") if user_agent else None,

@@ -16,6 +16,17 @@ from wardent.guards.chain import Guard, GuardChain, Rejection
 from wardent.identify import ClientIdentifier, RouteTable
 from wardent.transport.http import HOP_BY_HOP, REPLACED_REQUEST_HEADERS
 
+# Kinds of request field (Runtime.request_field): bits.
+NOT_FORWARDED = 1  # set by Wardent or hop-by-hop: not copied upstream as sent
+SINGLE_VALUED = 2  # a second copy is an attack or an accident, never a list
+# Kinds of response field (Runtime.response_field); 0: copied as it comes.
+FIELD_LENGTH = 1  # Content-Length: copied, and the body is framed by it
+FIELD_CONNECTION = 2  # read for the fields it names, not copied
+FIELD_ENCODING = 3  # Transfer-Encoding: the body is re-framed, not copied
+FIELD_UPGRADE = 4  # copied only on 101 Switching Protocols
+FIELD_DROPPED = 5  # other hop-by-hop fields, and the request id Wardent sets
+_FIELD_CACHE_SIZE = 1024
+
 
 class Runtime:
     __slots__ = (
@@ -34,10 +45,11 @@ class Runtime:
         "max_header_size",
         "max_pipelined",
         "read_timeout",
+        "request_fields",
         "request_id_header",
         "request_id_prefix",
         "request_skip",
-        "response_special",
+        "response_fields",
         "robots_txt",
         "routes",
         "send_timeout",
@@ -86,8 +98,11 @@ class Runtime:
             | ({origin_header} if origin_header else set())
             | {route.stripe_header for route in self.routes.routes}
         )
-        # Response fields the proxy does not copy as they come.
-        self.response_special = HOP_BY_HOP | {b"content-length", self.request_id_header}
+        # What on_header needs of a field name, by the name as sent (bounded: names
+        # are few in practice, but a client may send any).
+        self.request_fields: dict[bytes, tuple[bytes, int]] = {}
+        # Response fields by the name as sent: their kind (FIELD_*, 0 for most).
+        self.response_fields: dict[bytes, int] = {}
         self.trust_request_id = settings.http.trust_request_id
         self.max_header_size = settings.http.max_header_size
         self.max_header_count = settings.http.max_header_count
@@ -98,6 +113,35 @@ class Runtime:
         self.send_timeout = settings.upstream.send_timeout
         self.body_timeout = settings.http.body_timeout
         self.debug_headers = settings.debug_headers
+
+    def request_field(self, name: bytes) -> tuple[bytes, int]:
+        """A request field's lower-cased name and kind (NOT_FORWARDED, SINGLE_VALUED)."""
+        lname = name.lower()
+        kind = (NOT_FORWARDED if lname in self.request_skip else 0) | (
+            SINGLE_VALUED if lname in self.single_valued else 0
+        )
+        if len(self.request_fields) < _FIELD_CACHE_SIZE:
+            self.request_fields[name] = (lname, kind)
+        return lname, kind
+
+    def response_field(self, name: bytes) -> int:
+        """What response_head does with a response field (a FIELD_* kind, or 0: copy it)."""
+        lname = name.lower()
+        if lname == b"content-length":
+            kind = FIELD_LENGTH
+        elif lname == b"connection":
+            kind = FIELD_CONNECTION
+        elif lname == b"transfer-encoding":
+            kind = FIELD_ENCODING
+        elif lname == b"upgrade":
+            kind = FIELD_UPGRADE
+        elif lname in HOP_BY_HOP or lname == self.request_id_header:
+            kind = FIELD_DROPPED
+        else:
+            kind = 0
+        if len(self.response_fields) < _FIELD_CACHE_SIZE:
+            self.response_fields[name] = kind
+        return kind
 
     def count_streamed_body_limit(self, shadow: bool) -> None:
         """A chunked body crossed the limit after the chain ran: the guard's counters."""

@@ -20,6 +20,14 @@ import httptools
 from wardent.context import RequestContext
 from wardent.guards.chain import Rejection
 from wardent.identify import Client, normalise_path
+from wardent.runtime import (
+    FIELD_CONNECTION,
+    FIELD_ENCODING,
+    FIELD_LENGTH,
+    FIELD_UPGRADE,
+    NOT_FORWARDED,
+    SINGLE_VALUED,
+)
 from wardent.transport.http import (
     IDEMPOTENT_METHODS,
     LAST_CHUNK,
@@ -277,44 +285,41 @@ class ClientConnection(asyncio.Protocol):
             raise _Refuse(414, "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Kept to the minimum (one call per header): the fields are read in one
-        # pass when the head is complete.
+        # Each field is read as it comes (no second pass over a list): by
+        # lower-cased name into `values`, and into the lines to forward.
         ctx = self.parsing
         assert ctx is not None
+        rt = self.rt
         size = ctx.header_bytes + len(name) + len(value) + 4
         ctx.header_bytes = size
-        if size > self.rt.max_header_size:
+        if size > rt.max_header_size:
             raise _Refuse(431, "headers_too_large")
-        ctx.headers.append((name, value))
-
-    def _read_headers(self, ctx: RequestContext, rt: Runtime) -> None:
-        """One pass: every field by lower-cased name, and the lines to forward."""
-        if len(ctx.headers) > rt.max_header_count:
+        count = ctx.header_count = ctx.header_count + 1
+        if count > rt.max_header_count:
             raise _Refuse(431, "too_many_headers")
+        field = rt.request_fields.get(name)
+        if field is None:
+            field = rt.request_field(name)
+        lname, kind = field
         values = ctx.values
-        forward = ctx.forward
-        skip = rt.request_skip
-        for name, value in ctx.headers:
-            lname = name.lower()
-            previous = values.get(lname)
-            if previous is None:
-                values[lname] = value
-            elif lname == b"content-length":
+        previous = values.get(lname)
+        if previous is None:
+            values[lname] = value
+        elif kind & SINGLE_VALUED:
+            if lname == b"content-length":
                 # Two Content-Lengths are a smuggling attempt even when they agree.
                 raise _Refuse(400, "duplicate_content_length")
-            elif lname in rt.single_valued:
-                values[lname] = b"\x00"  # two values: never believed
-            else:
-                values[lname] = previous + b", " + value
-            if lname not in skip:
-                forward.append(name + b": " + value + b"\r\n")
+            values[lname] = b"\x00"  # two values: never believed
+        else:
+            values[lname] = previous + b", " + value
+        if not kind & NOT_FORWARDED:
+            ctx.forward.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
         ctx = self.parsing
         parser = self.parser
         assert ctx is not None and parser is not None
         self._disarm()
-        self._read_headers(ctx, self.rt)
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
@@ -768,19 +773,22 @@ class ClientConnection(asyncio.Protocol):
         upgrading = status == 101
         has_length = chunked = False
         drop: frozenset[bytes] = _NO_TOKENS
-        special = self.rt.response_special
+        rt = self.rt
+        fields = rt.response_fields
         for name, value in headers:
-            lname = name.lower()
-            if lname in special:
-                if lname == b"connection":
+            kind = fields.get(name)
+            if kind is None:
+                kind = rt.response_field(name)
+            if kind:
+                if kind == FIELD_LENGTH:
+                    has_length = True
+                elif kind == FIELD_CONNECTION:
                     drop = _connection_tokens(value)
                     continue
-                if lname == b"transfer-encoding":
+                elif kind == FIELD_ENCODING:
                     chunked = True
                     continue
-                if lname == b"content-length":
-                    has_length = True
-                elif not (upgrading and lname == b"upgrade"):
+                elif not (upgrading and kind == FIELD_UPGRADE):
                     continue  # hop-by-hop, or the request id we set ourselves
             append(name + b": " + value + b"\r\n")
         if drop:
@@ -901,11 +909,10 @@ class ClientConnection(asyncio.Protocol):
         self._disarm()
         self.splice = upstream
         upstream.splice = self.transport
-        assert upstream.transport is not None
         if rest:
             self.transport.write(rest)
         for data in ctx.upgrade_buffer:
-            upstream.transport.write(data)
+            upstream.write(data)
         ctx.upgrade_buffer.clear()
         self.gw.metrics.websocket_open += 1
         self.resume_reading(_PAUSE_UPGRADE | _PAUSE_PIPELINE | _PAUSE_LAST)
