@@ -56,6 +56,9 @@ class Gateway:
         self.pool = self._make_pool(settings)
         self.access_log: AccessLog | NullAccessLog = _make_access_log(settings)
         self.connections: set[ClientConnection] = set()
+        self._unflushed: list[ClientConnection] = []
+        # How end-of-iteration work is scheduled; the in-process benchmark runs it itself.
+        self.call_soon: Callable[[Callable[[], object]], object] = self.loop.call_soon
         self.request_ids = RequestIds()
         self.stopping = False
         self.server: asyncio.Server | None = None
@@ -195,6 +198,19 @@ class Gateway:
         self.connections.discard(conn)
         if self.stopping and not self.connections:
             self._drained.set()
+
+    # -- writes to clients, once an iteration (ClientConnection.flush) ---------
+    def flush_soon(self, conn: ClientConnection) -> None:
+        unflushed = self._unflushed
+        if not unflushed:
+            self.call_soon(self.flush_clients)
+        unflushed.append(conn)
+
+    def flush_clients(self) -> None:
+        unflushed = self._unflushed
+        self._unflushed = []
+        for conn in unflushed:
+            conn.flush_now()
 
     # -- record --------------------------------------------------------------
     def record(self, ctx: RequestContext) -> None:

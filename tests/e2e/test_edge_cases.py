@@ -85,6 +85,29 @@ async def test_pipelined_answers_keep_order_behind_a_slow_request(
     assert b'"path": "/echo/3"' in bodies[2]
 
 
+async def test_pipelined_answers_of_wardent_and_upstream_interleave_in_order(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Responses are held until the loop iteration ends; Wardent's own answers
+    (robots.txt, a rejection) must still go out in request order between them,
+    and a closing answer must not drop what was held before it."""
+    with running_wardent(tmp_path, upstream.url) as wardent:
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(
+            b"GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/3 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/4 HTTP/1.1\r\nHost: a\r\nUser-Agent: GPTBot/1.2\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        data = await asyncio.wait_for(reader.read(), 10)  # to EOF: the last one closes
+        writer.close()
+    heads = [part.split(b"\r\n", 1)[0] for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert heads == [b"200 OK", b"200 OK", b"200 OK", b"403 Forbidden"], data
+    first, robots, third = data.index(b"/echo/1"), data.index(b"User-agent"), data.index(b"/echo/3")
+    assert first < robots < third
+
+
 async def test_pipeline_far_past_its_bound_answers_the_queue_then_closes(
     tmp_path: Path, upstream: Upstream
 ) -> None:

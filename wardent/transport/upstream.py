@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -269,13 +270,15 @@ class UpstreamPool:
         self.waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.closed = False
         self._unflushed: list[UpstreamConnection] = []
+        # How end-of-iteration work is scheduled; the in-process benchmark runs it itself.
+        self.call_soon: Callable[[Callable[[], object]], object] = self.loop.call_soon
         self._sweeper = self.loop.call_later(max(idle_timeout / 2, 0.5), self._sweep)
 
     def flush_soon(self, conn: UpstreamConnection) -> None:
         """`conn` has writes held: send them once this loop iteration's events are handled."""
         unflushed = self._unflushed
         if not unflushed:
-            self.loop.call_soon(self.flush_all)
+            self.call_soon(self.flush_all)
         unflushed.append(conn)
 
     def flush_all(self) -> None:
