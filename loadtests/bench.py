@@ -310,6 +310,19 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def preemptions(pids: Sequence[int]) -> int:
+    """Involuntary context switches of every thread of these processes so far: a proxy
+    sharing a core with its upstream is preempted each time a send wakes the upstream."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 def core_busy_seconds(core: int) -> float:
     """Time CPU `core` spent running processes (user, nice, system; not irq or idle)."""
     for line in Path("/proc/stat").read_text().splitlines():
@@ -941,9 +954,11 @@ class Bench:
         servers = [server] if upstream is None else [server, upstream]
         meter = NoiseMeter(self.stack, servers)
         cpu = server.cpu()
+        switches = preemptions(server.pids)
         upstream_cpu = upstream.cpu() if upstream else 0.0
         result = self.wrk.run(url, connections, duration, script, headers)
         cpu = server.cpu() - cpu
+        switches = preemptions(server.pids) - switches
         upstream_cpu = upstream.cpu() - upstream_cpu if upstream else 0.0
         noise = meter.read(f"{name} {path}, {connections} connections")
         per_10k = 10_000 / result.requests if result.requests else 0.0
@@ -963,6 +978,7 @@ class Bench:
             "errors": result.errors,
             "cpu_s_per_10k": round(cpu * per_10k, 4),
             "upstream_cpu_s_per_10k": round(upstream_cpu * per_10k, 4) if upstream else None,
+            "preempted_per_request": round(switches / result.requests, 3) if result.requests else 0,
             "rss_mib": round(server.rss(), 1),
             "other_cpu_percent": noise,
         }
@@ -1473,6 +1489,7 @@ def report(results: dict[str, Any]) -> str:
                 f"{r['p999_ms']:.2f}",
                 f"{r['cpu_s_per_10k']:.3f}",
                 "-" if upstream_cpu is None else f"{upstream_cpu:.3f}",
+                f"{r['preempted_per_request']:.2f}",
                 f"{r['rss_mib']:.1f}",
                 str(sum(r["errors"].values())),
                 _noise_text(r["other_cpu_percent"]),
@@ -1488,6 +1505,7 @@ def report(results: dict[str, Any]) -> str:
                 "p99.9 ms",
                 "CPU s/10k req",
                 "upstream CPU s/10k",
+                "preempted/req",
                 "RSS MiB",
                 "errors",
                 "other CPU",
@@ -1497,7 +1515,8 @@ def report(results: dict[str, Any]) -> str:
     )
     out.append(
         "(CPU: /proc/PID/stat utime+stime of the process under test, all its threads; "
-        "upstream CPU apart. Other CPU: the servers' / the load generator's core used by "
+        "upstream CPU apart. Preempted: its involuntary context switches per request, "
+        "from /proc/PID/task/*/status. Other CPU: the servers' / the load generator's core used by "
         "processes outside the benchmark during the run; above "
         f"{NOISY_PERCENT:.0f}% the run was disturbed.)"
     )

@@ -208,31 +208,29 @@ class Harness:
         # The loop never runs between the harness's requests: held writes are
         # flushed by the harness itself (once a request, as the loop does once an
         # iteration), not by callbacks that would pile up unrun.
-        gateway.pool.call_soon = _unscheduled
-        gateway.call_soon = _unscheduled
+        gateway.writes.call_soon = _unscheduled
 
     def exchange(self, request: bytes) -> bytes:
         """One request through, and what the client got back (checked by the caller)."""
         self.client.data_received(request)
-        self.gateway.pool.flush_all()  # what the loop does once an iteration
+        self.gateway.writes.flush()  # what the loop does once an iteration
         if self.upstream.ctx is not None:
             self.upstream.data_received(RESPONSE)
-        self.gateway.flush_clients()
+        self.gateway.writes.flush()
         return self.client_transport.last
 
     def per_request_us(self, request: bytes, iterations: int, repeat: int) -> float:
         client = self.client.data_received
         upstream = self.upstream.data_received
-        flush_upstream = self.gateway.pool.flush_all
-        flush_client = self.gateway.flush_clients
+        flush = self.gateway.writes.flush
         best = float("inf")
         for _ in range(repeat):
             start = time.perf_counter()
             for _ in range(iterations):
                 client(request)
-                flush_upstream()
+                flush()
                 upstream(RESPONSE)
-                flush_client()
+                flush()
             best = min(best, time.perf_counter() - start)
         return best / iterations * 1e6
 

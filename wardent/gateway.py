@@ -38,6 +38,7 @@ from wardent.state.keeper import BanKeeper
 from wardent.state.store import BanStore
 from wardent.transport.server import ClientConnection
 from wardent.transport.upstream import UpstreamPool
+from wardent.transport.write_batch import WriteBatch
 
 log = logging.getLogger("wardent")
 
@@ -53,12 +54,11 @@ class Gateway:
             bans=BanTable(), limiters=LimiterRegistry(settings.guards.rate_limit_max_keys)
         )
         self.runtime = Runtime(settings, self.guard_state)
+        # Writes to clients and upstreams, sent once a loop iteration.
+        self.writes = WriteBatch(self.loop)
         self.pool = self._make_pool(settings)
         self.access_log: AccessLog | NullAccessLog = _make_access_log(settings)
         self.connections: set[ClientConnection] = set()
-        self._unflushed: list[ClientConnection] = []
-        # How end-of-iteration work is scheduled; the in-process benchmark runs it itself.
-        self.call_soon: Callable[[Callable[[], object]], object] = self.loop.call_soon
         self.request_ids = RequestIds()
         self.stopping = False
         self.server: asyncio.Server | None = None
@@ -199,19 +199,6 @@ class Gateway:
         if self.stopping and not self.connections:
             self._drained.set()
 
-    # -- writes to clients, once an iteration (ClientConnection.flush) ---------
-    def flush_soon(self, conn: ClientConnection) -> None:
-        unflushed = self._unflushed
-        if not unflushed:
-            self.call_soon(self.flush_clients)
-        unflushed.append(conn)
-
-    def flush_clients(self) -> None:
-        unflushed = self._unflushed
-        self._unflushed = []
-        for conn in unflushed:
-            conn.flush_now()
-
     # -- record --------------------------------------------------------------
     def record(self, ctx: RequestContext) -> None:
         self.metrics.in_flight -= 1
@@ -256,6 +243,7 @@ class Gateway:
             max_connections=upstream.max_connections,
             max_idle=upstream.max_idle,
             idle_timeout=upstream.idle_timeout,
+            writes=self.writes,
         )
 
     async def start(self) -> None:

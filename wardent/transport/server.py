@@ -745,10 +745,10 @@ class ClientConnection(asyncio.Protocol):
     # -- the upstream's answer (called by UpstreamConnection) ---------------
     # Everything written to the client is collected in `_out` and sent with one
     # writev once every event of this loop iteration has been handled
-    # (Gateway.flush_clients): one syscall per connection and iteration, not one
-    # per head, chunk and terminator, and the reader (nginx, a load generator) is
-    # woken once for a burst of responses instead of once each (measured: 8% less
-    # CPU a request). Closing sends what is held first (`flush_now`).
+    # (wardent/transport/write_batch.py): one syscall per connection and iteration,
+    # not one per head, chunk and terminator, and the reader woken once for a burst
+    # of responses (measured: 8% less CPU a request). Closing sends what is held
+    # first (`flush_now`).
     def _write(self, data: bytes) -> None:
         self._out.append(data)
         self.flush()
@@ -756,7 +756,7 @@ class ClientConnection(asyncio.Protocol):
     def flush(self) -> None:
         if self._out and not self.flush_queued:
             self.flush_queued = True
-            self.gw.flush_soon(self)
+            self.gw.writes.add(self)
 
     def flush_now(self) -> None:
         self.flush_queued = False
