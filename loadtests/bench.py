@@ -356,6 +356,8 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     pids: list[int]
+    # Wardent only: "compiled" (mypyc) or "source", and why (wardent/native.py).
+    hot_path: str = ""
 
     @property
     def url(self) -> str:
@@ -655,7 +657,15 @@ http {{
                 if '"wardent serving"' in line:
                     info = json.loads(line)
                     port = int(info["public"].rpartition(":")[2])
-                    return Server(name, proc, port, [proc.pid]), f"http://{info['admin']}"
+                    hot_path = info.get("hot_path", "?")
+                    if hot_path != "compiled":
+                        log(
+                            f"warning: {name} runs its request path from source "
+                            f"({info.get('hot_path_why', '?')}): about a third more CPU "
+                            "a request than the build `pip install .` makes"
+                        )
+                    server = Server(name, proc, port, [proc.pid], hot_path)
+                    return server, f"http://{info['admin']}"
             if proc.poll() is not None:
                 raise BenchError(f"wardent exited with {proc.returncode}:\n{tail(log_path)}")
             time.sleep(0.05)
@@ -1469,7 +1479,8 @@ def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     out.append(
         f"Wardent benchmark, {meta['date']}, {meta['mode']} mode, {meta['cpus']} CPUs, "
-        f"pinning: {meta['pinning']}"
+        f"pinning: {meta['pinning']}, Wardent's request path: "
+        f"{meta.get('wardent_hot_path', '?')}"
     )
     main = results["main"]
     out.append(
@@ -1760,6 +1771,7 @@ def run(
                 "mode": "quick" if plan.quick else "full",
                 "cpus": os.cpu_count(),
                 "pinning": pinning,
+                "wardent_hot_path": stack.wardent.hot_path,
                 "plan": {
                     "duration_s": plan.duration,
                     "other_rows_s": plan.short,

@@ -36,7 +36,19 @@ ensure_debian_packages() {
     fi
 }
 
+# mypyc compiles the request path at install time (setup.py): a C compiler and the
+# Python headers. Without them the install still works and runs it from source.
+ensure_build_tools() {
+    command -v gcc >/dev/null 2>&1 || apt_install gcc || true
+    local include
+    include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    if [ ! -f "$include/Python.h" ]; then
+        apt_install python3-dev || true
+    fi
+}
+
 install_project() {
+    ensure_build_tools
     if [ ! -x .venv/bin/python ]; then
         "$PYTHON" -m venv .venv
     fi
@@ -46,6 +58,7 @@ install_project() {
         extras="dev,app"
     fi
     .venv/bin/python -m pip install -q -e ".[$extras]"
+    .venv/bin/python -c 'import wardent; b = wardent.HOT_PATH; print(f"request path: {b.mode} ({b.why})")'
 }
 
 # What the browser tests (tests/browser) need: Debian's chromium and the pages' chart

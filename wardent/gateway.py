@@ -19,6 +19,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
+from wardent import HOT_PATH, native
 from wardent.admin.api import build_admin_app, start_admin
 from wardent.config.load import ConfigError, load_settings
 from wardent.config.schema import Address, Settings
@@ -276,6 +277,9 @@ class Gateway:
                 "admin": _admin_bound(self.admin, settings.listen.admin),
                 "upstream": settings.upstream.url,
                 "pid": os.getpid(),
+                # mypyc's build or the source (wardent/native.py): a third of the CPU.
+                "hot_path": native.running(),
+                "hot_path_why": HOT_PATH.why,
             },
         )
 

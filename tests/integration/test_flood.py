@@ -14,7 +14,8 @@ STATED_RSS_MIB = 300  # README and docs/configuration.md (guards.rate_limit_max_
 
 def test_million_ip_flood_bounded_and_fair() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "flood.py"), "1000000", "1000000"],
+        [sys.executable, "-m", "tests.support.flood", "1000000", "1000000"],
+        cwd=ROOT,
         capture_output=True,
         check=True,
         text=True,

@@ -1,5 +1,5 @@
 """A flood of distinct client IPs through the real identify + rate-limit path, in a
-process of its own so its RSS can be read (python tests/support/flood.py N)."""
+process of its own so its RSS can be read (python -m tests.support.flood N)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from tests.support.contexts import request_context
 from wardent.config.guard_settings import RateLimitRule
 from wardent.config.schema import ClientIP
 from wardent.guards.rate_limit import LimiterRegistry, rate_limit_guard
@@ -31,14 +31,13 @@ def main(count: int, max_keys: int) -> dict[str, Any]:
     check = rate_limit_guard(registry.compile([rule]), clock=lambda: 1000.0)
 
     def request(ip: bytes) -> bool:
-        ctx: Any = SimpleNamespace(
+        ctx = request_context(
             client=identifier.from_header(ip),
             route=DEFAULT_ROUTE,
             method="GET",
             path="/",
             host=b"x",
             host_name="x",
-            shadow_reasons=[],
         )
         return check(ctx) is None
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
 
 from loadtests import crawler_bench
+from tests.support.contexts import request_context
 from wardent.guards.chain import Guard, GuardChain, Rejection
 from wardent.guards.crawlers import (
     CACHE_MAX_KEY,
@@ -91,7 +91,7 @@ def bot_ua(token: str) -> bytes:
 
 
 def fake_ctx(user_agent: bytes | None) -> RequestContext:
-    return cast("RequestContext", SimpleNamespace(user_agent=user_agent, shadow_reasons=[]))
+    return request_context(user_agent=user_agent)
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +385,6 @@ def test_the_guard_in_the_chain_and_in_shadow_mode() -> None:
     matcher = CrawlerMatcher()
     chain = GuardChain([Guard("crawlers", crawler_guard(matcher, 451), mode="shadow")])
     context = fake_ctx(bot_ua("ClaudeBot"))
-    cast("SimpleNamespace", context).route = SimpleNamespace(skip=frozenset())
     assert chain.admit(context) is None
     assert context.shadow_reasons == ["crawlers:ClaudeBot"]
     assert matcher.blocked == {"ClaudeBot": 1}

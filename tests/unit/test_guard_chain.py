@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
+from tests.support.contexts import request_context
+from wardent.context import RequestContext
 from wardent.guards.chain import Guard, GuardChain, Rejection
 from wardent.identify import DEFAULT_ROUTE, CompiledRoute
 from wardent.transport.http import bare_response
 
 
-def ctx(route: CompiledRoute = DEFAULT_ROUTE) -> SimpleNamespace:
-    return SimpleNamespace(route=route, shadow_reasons=[])
+def ctx(route: CompiledRoute = DEFAULT_ROUTE) -> RequestContext:
+    return request_context(route=route)
 
 
 def rejecting(status: int, reason: str) -> object:
@@ -32,7 +32,7 @@ def test_first_enforcing_rejection_wins_and_later_guards_do_not_run() -> None:
             Guard("late", late),
         ]
     )
-    verdict = chain.admit(ctx())  # type: ignore[arg-type]
+    verdict = chain.admit(ctx())
     assert verdict is not None
     guard, rejection = verdict
     assert guard.name == "ban"
@@ -45,7 +45,7 @@ def test_first_enforcing_rejection_wins_and_later_guards_do_not_run() -> None:
 def test_shadow_guard_counts_and_lets_the_request_pass() -> None:
     chain = GuardChain([Guard("crawler", lambda _c: Rejection(403, "gptbot"), mode="shadow")])
     context = ctx()
-    assert chain.admit(context) is None  # type: ignore[arg-type]
+    assert chain.admit(context) is None
     assert chain.guards[0].shadow_rejected == 1
     assert chain.guards[0].rejected == 0
     assert context.shadow_reasons == ["crawler:gptbot"]
@@ -54,12 +54,12 @@ def test_shadow_guard_counts_and_lets_the_request_pass() -> None:
 def test_route_can_skip_a_guard() -> None:
     chain = GuardChain([Guard("origin_secret", lambda _c: Rejection(403, "no secret"))])
     route = CompiledRoute(name="hook", skip=frozenset({"origin_secret"}))
-    assert chain.admit(ctx(route)) is None  # type: ignore[arg-type]
+    assert chain.admit(ctx(route)) is None
     assert chain.guards[0].checked == 0
 
 
 def test_empty_chain_admits() -> None:
-    assert GuardChain([]).admit(ctx()) is None  # type: ignore[arg-type]
+    assert GuardChain([]).admit(ctx()) is None
 
 
 def test_rejection_renders_bare() -> None:
