@@ -2,7 +2,7 @@
 
 The modules in HOT_PATH run once or more per request. mypyc compiles the same
 typed source to C: measured with `loadtests/bench.py`, a third less CPU per
-request than the interpreter (docs/performance.md). The compiled modules are
+request than the interpreter (README, "Performance"). The compiled modules are
 one group, loaded all together or not at all: wardent/native.py falls back to
 the source when the build is missing, incomplete or older than the source.
 
@@ -72,7 +72,7 @@ class BuildHotPath(build_ext):
             manifest.unlink(missing_ok=True)
             print(
                 "warning: the hot path did not compile; Wardent will run it from source "
-                "(slower; see docs/performance.md)",
+                "(slower; see docs/operations.md, Deploy)",
                 file=sys.stderr,
             )
             return
