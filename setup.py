@@ -32,6 +32,7 @@ HOT_PATH = (
     "wardent/guards/rate_limit.py",
     "wardent/guards/stripe_check.py",
     "wardent/observe/access_log.py",
+    "wardent/observe/exchange.py",
     "wardent/observe/metrics.py",
     "wardent/state/bans.py",
     "wardent/state/buckets.py",

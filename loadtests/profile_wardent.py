@@ -144,9 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.perf:
             return _perf(stack, wrk, args, directory)
         record = [py_spy, "record", "--format", "raw", "--rate", str(args.rate)]
-        record += ["--duration", str(args.duration), "--output", str(raw_path), "--nonblocking"]
-        if args.native:
-            record.append("--native")
+        record += ["--duration", str(args.duration), "--output", str(raw_path)]
+        # py-spy reads native stacks only from a stopped process; Python stacks it can
+        # read without stopping Wardent, which disturbs it less.
+        record.append("--native" if args.native else "--nonblocking")
         spy = subprocess.Popen(
             [*record, "--pid", str(stack.wardent.proc.pid)],
             stdout=subprocess.DEVNULL,

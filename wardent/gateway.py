@@ -26,7 +26,7 @@ from wardent.config.schema import Address, Settings
 from wardent.context import RequestContext
 from wardent.guards.build import GuardState
 from wardent.guards.rate_limit import LimiterRegistry
-from wardent.observe.access_log import AccessEntry, AccessLog, NullAccessLog, utc_timestamp
+from wardent.observe.access_log import AccessLog, NullAccessLog
 from wardent.observe.app_log import configure_logging
 from wardent.observe.guard_metrics import GuardCollector
 from wardent.observe.liveness import SystemdNotifier, Watchdog
@@ -199,41 +199,6 @@ class Gateway:
         self.connections.discard(conn)
         if self.stopping and not self.connections:
             self._drained.set()
-
-    # -- record --------------------------------------------------------------
-    def record(self, ctx: RequestContext) -> None:
-        self.metrics.in_flight -= 1
-        duration = time.perf_counter() - ctx.start
-        status = ctx.status or 499
-        self.metrics.count_request(ctx.route.name, status, duration, ctx.upstream_duration)
-        client = ctx.client
-        conn = ctx.conn
-        access_log = self.access_log
-        if not access_log.enabled:
-            return
-        upstream = ctx.upstream_duration
-        user_agent = ctx.user_agent
-        # Positional (the field order of AccessEntry): cheaper than keywords per request.
-        access_log.record(
-            AccessEntry(
-                utc_timestamp(time.time()),
-                ctx.request_id.decode("latin-1"),
-                client.ip if client is not None else conn.peer_ip,
-                conn.peer_ip,
-                ctx.method,
-                ctx.target.decode("latin-1"),
-                status,
-                ctx.bytes_in,
-                ctx.bytes_out,
-                # Whole microseconds, as ms: int() is a tenth of round(x, 3)'s cost.
-                int(duration * 1e6) / 1000,
-                int(upstream * 1e6) / 1000 if upstream is not None else None,
-                ctx.route.name,
-                ctx.reason,
-                user_agent.decode("latin-1") if user_agent else None,
-                ",".join(ctx.shadow_reasons) if ctx.shadow_reasons else None,
-            )
-        )
 
     # -- lifecycle ---------------------------------------------------------
     def _make_pool(self, settings: Settings) -> UpstreamPool:

@@ -20,6 +20,7 @@ import httptools
 from wardent.context import RequestContext
 from wardent.guards.chain import Rejection
 from wardent.identify import Client, normalise_path
+from wardent.observe.exchange import record_exchange
 from wardent.runtime import (
     FIELD_CONNECTION,
     FIELD_ENCODING,
@@ -962,7 +963,8 @@ class ClientConnection(asyncio.Protocol):
         # upstream may be detached before it could say resume).
         self.resume_reading(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         self._disarm()
-        self.gw.record(ctx)
+        gw = self.gw
+        record_exchange(gw.metrics, gw.access_log, ctx)
         if self.splice is not None and self.current is ctx and not self.closed:
             return  # a spliced exchange is recorded when the splice ends
         if self.current is not ctx:
