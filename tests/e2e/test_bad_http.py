@@ -501,6 +501,24 @@ def test_idle_connection_is_closed_after_header_timeout(gateway: Wardent) -> Non
     assert data == b"" or data.startswith(b"HTTP/1.1 408 "), data
 
 
+def test_idle_after_wardents_own_answer_is_not_cut_at_header_timeout(gateway: Wardent) -> None:
+    """A keep-alive connection idle after a refusal waits for keepalive_timeout (75 s),
+    not header_timeout (1 s): the refusal is given while its request is still being
+    parsed, and that must not arm the deadline of a next request's headers."""
+    with connect(gateway) as sock:
+        sock.sendall(b"GET /echo/bot HTTP/1.1\r\nHost: x\r\nUser-Agent: GPTBot/1.2\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = sock.recv(65536)
+            assert piece, answer
+            answer += piece
+        assert answer.startswith(b"HTTP/1.1 403 "), answer
+        sock.settimeout(HEADER_TIMEOUT + 1.0)
+        with pytest.raises(TimeoutError):
+            piece = sock.recv(65536)
+            pytest.fail(f"closed {piece!r} within header_timeout + 1 s of a keep-alive 403")
+
+
 def test_good_request_still_served(gateway: Wardent, recorder: Recorder) -> None:
     """The control: the same gateway forwards a well-formed request (the checks can fail)."""
     mark = marker()

@@ -358,6 +358,36 @@ def test_keep_alive_connection_stays_open(wardent: Wardent) -> None:
         assert not wire.closed_by_server(timeout=0.3)
 
 
+GPTBOT = "User-Agent: Mozilla/5.0 (compatible; GPTBot/1.2; +https://openai.com/gptbot)"
+
+
+@pytest.mark.parametrize("path", ["/echo/bot", "/robots.txt"])
+def test_wardents_own_answer_keeps_the_connection_open(wardent: Wardent, path: str) -> None:
+    """Wardent answers a blocked crawler (403) or robots.txt itself, before the parser
+    has finished the request. Without a body left to read and without `Connection:
+    close`, the connection must stay open: once, it was closed silently, and a client
+    reusing it (aiohttp, 429s and 403s under a flood) got `Server disconnected`."""
+    with Wire(wardent) as wire:
+        for index in range(3):
+            wire.send(get(f"{path}?{index}", GPTBOT))
+            response = wire.read_response()
+            assert response.status == (403 if path == "/echo/bot" else 200)
+            assert response.header("Connection") is None, response.head
+        wire.send(get("/echo/after"))
+        assert wire.read_response().json()["path"] == "/echo/after"
+        assert not wire.closed_by_server(timeout=0.3)
+
+
+def test_rejected_upgrade_says_close_and_closes(wardent: Wardent) -> None:
+    """After an Upgrade request nothing more is parsed: a refusal must say it closes."""
+    with Wire(wardent) as wire:
+        wire.send(get("/ws", GPTBOT, "Connection: Upgrade", "Upgrade: websocket"))
+        response = wire.read_response()
+        assert response.status == 403
+        assert response.header("Connection") == "close", response.head
+        assert wire.closed_by_server()
+
+
 async def test_fifty_requests_on_one_keep_alive_connection(wardent: Wardent) -> None:
     created = 0
 

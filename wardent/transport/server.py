@@ -603,7 +603,9 @@ class ClientConnection(asyncio.Protocol):
         if ctx.response_started or self.transport is None:
             self._abort_client(ctx)
             return
-        if ctx.has_body and not ctx.request_done:
+        if (ctx.has_body and not ctx.request_done) or ctx.upgrade:
+            # An unread body would be parsed as the next request; after an Upgrade
+            # request the parser stops: either way nothing more is read, so say so.
             ctx.close_after = True
         close = ctx.close_after or not ctx.keep_alive or self.gw.stopping
         ctx.close_after = close
@@ -972,11 +974,15 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if self.closed:
             return
+        # Answered from inside on_headers_complete (a rejection, robots.txt), a
+        # request without a body is not `request_done` yet, but nothing of it is
+        # left to read: the connection stays open, as its answer told the client.
+        # Only a body still unread forces the close (and `_answer` said so).
         if (
             ctx.close_after
             or not ctx.keep_alive
             or self.gw.stopping
-            or not ctx.request_done
+            or (ctx.has_body and not ctx.request_done)
             or self.eof
         ):
             if ctx.request_done or self.eof:
@@ -988,7 +994,9 @@ class ClientConnection(asyncio.Protocol):
             self.loop.call_soon(self._next)
         else:
             self.resume_reading(_PAUSE_PIPELINE)
-            if self.parsing is None:
+            if self.parsing is None or self.parsing is ctx:
+                # Idle until the next request (`parsing is ctx`: this request's own
+                # message is about to complete; it is not a next request begun).
                 self._arm(self.rt.keepalive_timeout, _IDLE)
             else:
                 self._arm(self.rt.header_timeout, _HEADERS)
