@@ -55,13 +55,14 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,8 @@ MIB = 1024 * 1024
 EXIT_MISSING_TOOLS = 3
 TARGETS = ("direct", "nginx", "wardent")
 NOISY_PERCENT = 5.0  # CPU used by other processes on the servers' core that taints a run
+QUIET_WINDOW = 0.3  # seconds: how the idle servers' core is checked before each run
+QUIET_FRACTION = 0.1  # of that core: at most this busy counts as idle
 
 
 class BenchError(Exception):
@@ -104,7 +107,8 @@ def log(message: str) -> None:
 @dataclass(frozen=True)
 class Plan:
     quick: bool
-    duration: int  # seconds, the main table
+    duration: int  # seconds of one main-table run
+    rounds: int  # main-table and half-load rounds: every target once a round
     short: int  # seconds, every other wrk row
     warmup: int  # seconds of unmeasured load before each main-table run
     connections: int
@@ -124,6 +128,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         return Plan(
             quick=True,
             duration=args.duration or 1,
+            rounds=args.rounds or 1,
             short=1,
             warmup=0,
             connections=args.connections or 8,
@@ -139,7 +144,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         )
     return Plan(
         quick=False,
-        duration=args.duration or 10,
+        duration=args.duration or 5,
+        rounds=args.rounds or 3,
         short=3,
         warmup=1,
         connections=args.connections or 64,
@@ -332,6 +338,15 @@ def core_busy_seconds(core: int) -> float:
     return 0.0
 
 
+def core_steal_seconds(core: int) -> float:
+    """Time a virtual machine's CPU `core` waited while the host ran someone else."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            fields = line.split()
+            return int(fields[8]) / CLOCK_TICKS if len(fields) > 8 else 0.0
+    return 0.0
+
+
 def children_cpu_seconds() -> float:
     """CPU of the harness's children that have exited and been waited for (wrk)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -376,7 +391,8 @@ class NoiseMeter:
     Servers' core: its busy time less the servers' own CPU. Load core: its busy
     time less the CPU of the load generators (wrk) that ran and were waited for.
     Another job on the machine (a test suite, a build) shows up here, and a run it
-    disturbed says so instead of passing off its numbers.
+    disturbed says so instead of passing off its numbers. On a virtual machine the
+    host can take the servers' core away too (steal time, /proc/stat): counted apart.
     """
 
     def __init__(self, stack: Stack, servers: Sequence[Server]) -> None:
@@ -389,6 +405,7 @@ class NoiseMeter:
         )
         self.servers_cpu = sum(server.cpu() for server in self.servers)
         self.children_cpu = children_cpu_seconds()
+        self.steal = core_steal_seconds(stack.server_core)
 
     def read(self, what: str) -> dict[str, float] | None:
         """{"servers_core": %, "load_core": %} of a core's time; a warning above NOISY_PERCENT."""
@@ -406,15 +423,19 @@ class NoiseMeter:
             - self.busy[1]
             - (children_cpu_seconds() - self.children_cpu)
         )
+        steal = core_steal_seconds(stack.server_core) - self.steal
         noise = {
             "servers_core": round(max(0.0, servers) / wall * 100, 1),
             "load_core": round(max(0.0, load) / wall * 100, 1),
+            "servers_core_steal": round(max(0.0, steal) / wall * 100, 1),
         }
         if max(noise.values()) > NOISY_PERCENT:
             log(
                 f"warning: during {what}, other processes used {noise['servers_core']:.0f}% "
                 f"of CPU {stack.server_core} (servers) and {noise['load_core']:.0f}% of CPU "
-                f"{stack.load_core} (load generator): its numbers are disturbed"
+                f"{stack.load_core} (load generator), and the host took "
+                f"{noise['servers_core_steal']:.0f}% of CPU {stack.server_core} (steal): "
+                "its numbers are disturbed"
             )
         return noise
 
@@ -444,6 +465,25 @@ class Stack:
         self.wardent: Server
         self.admin_url = ""
         self.sse: Server | None = None
+
+    def wait_quiet(self, limit: float = 15.0) -> None:
+        """Wait until the servers' core is idle, so that the tail of one row is not
+        measured as the next row's latency: an 8 MiB upload that wrk's end cut off is
+        still being written out by the upstream, which made 60-90 ms stalls in the
+        light client measured next, whatever the proxy."""
+        deadline = time.monotonic() + limit
+        while True:
+            busy, started = core_busy_seconds(self.server_core), time.monotonic()
+            time.sleep(QUIET_WINDOW)
+            used = (core_busy_seconds(self.server_core) - busy) / (time.monotonic() - started)
+            if used < QUIET_FRACTION:
+                return
+            if time.monotonic() > deadline:
+                log(
+                    f"warning: CPU {self.server_core} stayed {used:.0%} busy between runs "
+                    f"for {limit:.0f} s: the next numbers may be disturbed"
+                )
+                return
 
     def pin_server(self) -> list[str]:
         return [self.tools["taskset"], "-c", str(self.server_core)] if self.pinned else []
@@ -959,6 +999,7 @@ class Bench:
         script = script or self.get_script
         headers = self.stack.headers() if headers is None else headers
         self.stack.truncate_logs()
+        self.stack.wait_quiet()
         if warmup:
             self.wrk.run(url, connections, warmup, script, headers)
         servers = [server] if upstream is None else [server, upstream]
@@ -997,32 +1038,62 @@ class Bench:
             log(f"warning: {name} {path} had errors: {result.errors}")
         return row
 
+    def rounds(self, what: str, run: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """`plan.rounds` rounds of every target, the order reversed every other round.
+
+        A virtual machine's speed drifts by tens of percent within a minute (the
+        host's other tenants; see steal time): one run of each target, one after the
+        other, compares two different machines. Ratios are therefore taken within a
+        round, between runs seconds apart, and the median round is reported.
+        """
+        out = []
+        for index in range(self.plan.rounds):
+            order = TARGETS if index % 2 == 0 else tuple(reversed(TARGETS))
+            found: dict[str, Any] = {}
+            for name in order:
+                log(f"{what}: {name}, round {index + 1} of {self.plan.rounds}")
+                found[name] = run(name)
+            out.append({name: found[name] for name in TARGETS})
+        return out
+
     # main table -------------------------------------------------------------
     def main_table(self) -> dict[str, Any]:
         plan = self.plan
-        rows = {}
-        for name in TARGETS:
-            log(f"main: {name}, {plan.connections} connections, {plan.duration} s")
-            rows[name] = self.measure(
+        rounds = self.rounds(
+            f"main, {plan.connections} connections, {plan.duration} s",
+            lambda name: self.measure(
                 name,
                 "/ok",
                 connections=plan.connections,
                 duration=plan.duration,
                 warmup=plan.warmup,
-            )
-        wardent, nginx, direct = rows["wardent"], rows["nginx"], rows["direct"]
+            ),
+        )
+        rows = {name: _median_by([r[name] for r in rounds], "rps") for name in TARGETS}
+
+        def within(key: str, over: str) -> float:
+            return _median([_ratio(r["wardent"][key], r[over][key]) for r in rounds])
+
         return {
             "connections": plan.connections,
             "duration_s": plan.duration,
+            "rounds": [
+                {
+                    name: {key: r[name][key] for key in ("rps", "p99_ms", "cpu_s_per_10k")}
+                    for name in TARGETS
+                }
+                for r in rounds
+            ],
             "rows": rows,
             "ratios": {
-                "wardent_over_nginx_rps": _ratio(wardent["rps"], nginx["rps"]),
-                "wardent_over_direct_rps": _ratio(wardent["rps"], direct["rps"]),
-                "wardent_over_nginx_cpu_per_request": _ratio(
-                    wardent["cpu_s_per_10k"], nginx["cpu_s_per_10k"]
-                ),
-                "wardent_over_nginx_p99": _ratio(wardent["p99_ms"], nginx["p99_ms"]),
-                "wardent_over_direct_p99": _ratio(wardent["p99_ms"], direct["p99_ms"]),
+                "wardent_over_nginx_rps": within("rps", "nginx"),
+                "wardent_over_direct_rps": within("rps", "direct"),
+                "wardent_over_nginx_cpu_per_request": within("cpu_s_per_10k", "nginx"),
+                "wardent_over_nginx_p99": within("p99_ms", "nginx"),
+                "wardent_over_direct_p99": within("p99_ms", "direct"),
+                "wardent_over_nginx_rps_each_round": [
+                    _ratio(r["wardent"]["rps"], r["nginx"]["rps"]) for r in rounds
+                ],
             },
         }
 
@@ -1032,20 +1103,24 @@ class Bench:
         connections = plan.connections
         offered = max(wardent_peak / 2, 1.0)
         script = self.wrk.script(lua_paced(offered))
-        rows = {}
-        for name in TARGETS:
-            log(f"half load: {name}, ~{offered:,.0f} req/s offered, {plan.short} s")
-            rows[name] = self.measure(
+        rounds = self.rounds(
+            f"half load, ~{offered:,.0f} req/s offered, {plan.short} s",
+            lambda name: self.measure(
                 name, "/ok", connections=connections, duration=plan.short, script=script
-            )
+            ),
+        )
+        rows = {name: _median_by([r[name] for r in rounds], "p99_ms") for name in TARGETS}
+        added = {
+            name: [round(r[name]["p99_ms"] - r["direct"]["p99_ms"], 3) for r in rounds]
+            for name in ("nginx", "wardent")
+        }
         return {
             "offered_rps": round(offered, 1),
             "connections": connections,
             "rows": rows,
-            "added_p99_ms_over_direct": {
-                name: round(rows[name]["p99_ms"] - rows["direct"]["p99_ms"], 3)
-                for name in ("nginx", "wardent")
-            },
+            # Within each round (the direct run seconds apart), then the median round.
+            "added_p99_ms_over_direct": {name: _median(each) for name, each in added.items()},
+            "added_p99_ms_each_round": added,
         }
 
     def sweep(self) -> list[dict[str, Any]]:
@@ -1172,6 +1247,7 @@ class Bench:
             return self.wrk.run(url, plan.good_connections, good_seconds, good_script, good_headers)
 
         def with_background(distinct: bool) -> tuple[WrkResult, WrkResult, float]:
+            stack.wait_quiet()
             headers = stack.headers(client_ip=None if distinct else CONTROL_IP)
             script = self.wrk.script(lua_flood(count, distinct))
             cap = 120 if not plan.quick else 30
@@ -1191,6 +1267,7 @@ class Bench:
         noise: dict[str, dict[str, float] | None] = {}
         stack.truncate_logs()
         log(f"flood: the good client alone, {good_seconds} s")
+        stack.wait_quiet()
         meter = NoiseMeter(stack, servers)
         alone = good_client()
         noise["alone"] = meter.read("the flood row's good client alone")
@@ -1253,6 +1330,16 @@ class Bench:
 
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
+
+
+def _median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+def _median_by(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The row whose `key` is the median (the lower middle one of an even count)."""
+    ordered = sorted(rows, key=lambda row: float(row[key]))
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _stderr(proc: subprocess.Popen[bytes]) -> str:
@@ -1451,7 +1538,9 @@ def _run_loop(coro: Any) -> Any:
 def _noise_text(noise: dict[str, float] | None) -> str:
     if noise is None:
         return "-"
-    return f"{noise['servers_core']:.0f}% / {noise['load_core']:.0f}%"
+    text = f"{noise['servers_core']:.0f}% / {noise['load_core']:.0f}%"
+    steal = noise.get("servers_core_steal", 0.0)
+    return f"{text}, steal {steal:.0f}%" if steal >= 1 else text
 
 
 def _num(value: float, digits: int = 0) -> str:
@@ -1485,7 +1574,8 @@ def report(results: dict[str, Any]) -> str:
     main = results["main"]
     out.append(
         f'\nMain: tiny response (`return 200 "ok"`), wrk -t1 -c{main["connections"]} '
-        f"-d{main['duration_s']}s"
+        f"-d{main['duration_s']}s, {len(main.get('rounds', [])) or 1} interleaved rounds "
+        "(each target's median round)"
     )
     rows = []
     for name in TARGETS:
@@ -1537,7 +1627,10 @@ def report(results: dict[str, Any]) -> str:
         f"CPU per request {ratios['wardent_over_nginx_cpu_per_request']:.2f}, "
         f"p99 {ratios['wardent_over_nginx_p99']:.2f}.  "
         f"Wardent/direct: req/s {ratios['wardent_over_direct_rps']:.2f}, "
-        f"p99 {ratios['wardent_over_direct_p99']:.2f}."
+        f"p99 {ratios['wardent_over_direct_p99']:.2f}. (Medians of the ratios within each "
+        "round; Wardent/nginx req/s round by round: "
+        + ", ".join(f"{ratio:.2f}" for ratio in ratios.get("wardent_over_nginx_rps_each_round", []))
+        + ")"
     )
 
     half = results.get("half_load")
@@ -1565,6 +1658,13 @@ def report(results: dict[str, Any]) -> str:
                 ["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "added p99 ms"],
                 rows,
             )
+        )
+        each = half.get("added_p99_ms_each_round", {}).get("wardent", [])
+        out.append(
+            "(Each target's median round; added p99: the median of Wardent's p99 less the "
+            "direct upstream's within each round"
+            + (": " + ", ".join(f"{value:+.2f}" for value in each) + " ms" if each else "")
+            + ")"
         )
 
     sweep = results.get("sweep")
@@ -1774,6 +1874,7 @@ def run(
                 "wardent_hot_path": stack.wardent.hot_path,
                 "plan": {
                     "duration_s": plan.duration,
+                    "rounds": plan.rounds,
                     "other_rows_s": plan.short,
                     "connections": plan.connections,
                     "sweep": list(plan.sweep),
@@ -1822,7 +1923,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Benchmark Wardent (all guards on) against nginx and the upstream alone.",
     )
     parser.add_argument("--quick", action="store_true", help="smoke mode: ~1 s rows, tiny sizes")
-    parser.add_argument("--duration", type=int, help="seconds per main-table run (10; quick 1)")
+    parser.add_argument("--duration", type=int, help="seconds per main-table run (5; quick 1)")
+    parser.add_argument(
+        "--rounds", type=int, help="main-table and half-load rounds, every target each (3; quick 1)"
+    )
     parser.add_argument("--connections", type=int, help="wrk connections, main table (64)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write every result here")
     parser.add_argument(
@@ -1845,6 +1949,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.duration is not None and args.duration < 1:
         parser.error("--duration is whole seconds, at least 1")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.connections is not None and args.connections < 1:
         parser.error("--connections must be at least 1")
     rows = ROWS

@@ -57,7 +57,7 @@ def test_bench_quick_mode_writes_every_row(tmp_path: Path) -> None:
         _unavailable(f"{', '.join(missing)} not installed (scripts/test installs them as root)")
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        [sys.executable, str(BENCH), "--quick", "--rounds", "2", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -77,9 +77,16 @@ def test_bench_quick_mode_writes_every_row(tmp_path: Path) -> None:
     assert main["rows"]["wardent"]["cpu_s_per_10k"] > 0
     assert main["rows"]["nginx"]["upstream_cpu_s_per_10k"] is not None
     _positive(main["ratios"], "wardent_over_nginx_rps", "wardent_over_direct_rps")
+    assert len(main["rounds"]) == data["meta"]["plan"]["rounds"] >= 1
+    assert main["ratios"]["wardent_over_nginx_rps_each_round"] == [
+        round(r["wardent"]["rps"] / r["nginx"]["rps"], 3) for r in main["rounds"]
+    ]
+    for noise in (main["rows"][name]["other_cpu_percent"] for name in TARGETS):
+        assert noise is None or set(noise) == {"servers_core", "load_core", "servers_core_steal"}
 
     half = data["half_load"]
     _positive(half, "offered_rps")
+    assert len(half["added_p99_ms_each_round"]["wardent"]) == len(main["rounds"])
     for name in TARGETS:
         _wrk_row(half["rows"][name])
 

@@ -125,6 +125,9 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        # Nothing more is parsed, and the parser's bound callbacks make a cycle
+        # with this protocol that only a full collection would free.
+        self.parser = None
         self._disarm()
         self.gw.forget(self)
         self.gw.metrics.connections_open -= 1
@@ -141,6 +144,7 @@ class ClientConnection(asyncio.Protocol):
                 ctx.reason = "client_closed"
             self._finish(ctx)
         self.pipeline.clear()
+        self.parsing = None
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
