@@ -13,6 +13,7 @@ import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from wardent.config.schema import ClientIP, Route
 from wardent.config.types import Network
@@ -21,10 +22,27 @@ _CACHE_LIMIT = 65536
 _MAX_IP_TEXT = 64  # the longest IPv6 text with a zone is well below this
 
 
-@dataclass(frozen=True, slots=True)
 class Client:
-    ip: str  # canonical text of the client address
-    key: str  # what limits and bans key on: the IPv4 address or the IPv6 /64
+    """Who sent a request, as identify decided; never changed once made.
+
+    `ip` is the address's canonical text and `key` what limits and bans key on
+    (the IPv4 address, or the IPv6 /64). `bits` and `value` are the address as
+    (32 or 128, integer), for the ban table's network walk; (0, 0) where there is
+    no IP address (a unix-socket peer). A plain class, not a frozen dataclass: a
+    flood of new IPs makes one per request, and the frozen __init__ was a third
+    of what a new client cost.
+    """
+
+    __slots__ = ("bits", "ip", "key", "value")
+
+    def __init__(self, ip: str, key: str, bits: int = 0, value: int = 0) -> None:
+        self.ip: Final = ip
+        self.key: Final = key
+        self.bits: Final = bits
+        self.value: Final = value
+
+    def __repr__(self) -> str:
+        return f"Client(ip={self.ip!r}, key={self.key!r})"
 
 
 class _PrefixSet:
@@ -91,7 +109,8 @@ class ClientIdentifier:
         if parsed is None:  # cannot happen for a real socket; trust nothing odd
             result = (Client(peer_ip, peer_ip), False)
         else:
-            result = (self._client(*parsed), self._trusted(*parsed))
+            bits, value = parsed
+            result = (self._client(bits, value), self._trusted(bits, value))
         if len(self._peers) >= _CACHE_LIMIT:
             self._peers.clear()
         self._peers[peer_ip] = result
@@ -100,21 +119,22 @@ class ClientIdentifier:
     def _trusted(self, bits: int, value: int) -> bool:
         return value in (self.v4 if bits == 32 else self.v6)
 
-    def _client(self, bits: int, value: int) -> Client:
+    def _client(self, bits: int, value: int, text: str | None = None) -> Client:
+        """The client of an address; `text` is its canonical text when the caller has it."""
         if bits == 32:
             # inet_ntop: a third of str(IPv4Address)'s cost, paid by every new client
             # of a flood; the same dotted-quad text.
-            ip = socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+            ip = text or socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
             if self.v4_mask_shift == 0:
-                return Client(ip, ip)
+                return Client(ip, ip, 32, value)
             masked = (value >> self.v4_mask_shift) << self.v4_mask_shift
             network = socket.inet_ntop(socket.AF_INET, masked.to_bytes(4, "big"))
-            return Client(ip, f"{network}/{self.v4_prefix}")
+            return Client(ip, f"{network}/{self.v4_prefix}", 32, value)
         ip = str(ipaddress.IPv6Address(value))
         if self.v6_mask_shift == 0:
-            return Client(ip, ip)
+            return Client(ip, ip, 128, value)
         masked = (value >> self.v6_mask_shift) << self.v6_mask_shift
-        return Client(ip, f"{ipaddress.IPv6Address(masked)}/{self.v6_prefix}")
+        return Client(ip, f"{ipaddress.IPv6Address(masked)}/{self.v6_prefix}", 128, value)
 
     # -- the forwarding headers --------------------------------------------
     def from_header(self, raw: bytes) -> Client | None:
@@ -124,9 +144,13 @@ class ClientIdentifier:
             return cached  # type: ignore[return-value]
         result = None
         if len(raw) <= _MAX_IP_TEXT:
-            parsed = parse_ip(_ascii(raw).strip())
+            text = _ascii(raw).strip()
+            parsed = parse_ip(text)
             if parsed is not None:
-                result = self._client(*parsed)
+                bits, value = parsed
+                # IPv4 text that inet_pton took is canonical already (four decimal
+                # parts, no leading zeros): no inet_ntop for a new client.
+                result = self._client(bits, value, text if ":" not in text else None)
         self._remember(self._values, raw, result)
         return result
 
@@ -143,8 +167,9 @@ class ClientIdentifier:
                 if parsed is None:
                     result = None
                     break
-                result = self._client(*parsed)
-                if not self._trusted(*parsed):
+                bits, value = parsed
+                result = self._client(bits, value)
+                if not self._trusted(bits, value):
                     break
         self._remember(self._xff, raw, result)
         return result

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wardent.identify import Client
+from wardent.config.schema import ClientIP
+from wardent.identify import Client, ClientIdentifier
 from wardent.state.bans import Ban, BanTable, ban_json, iso_utc, normalise_target
 
 NOW = 1_700_000_000.0
@@ -58,6 +59,25 @@ def test_operator_networks() -> None:
     assert table.lookup(V4, NOW) is None
     assert table.network_bans == 1
     assert table._remove("203.0.113.0/24") is None
+
+
+def test_operator_networks_match_the_address_identify_parsed() -> None:
+    """The request path's clients carry their address as an integer (no second
+    parse per lookup); one made elsewhere from text alone is parsed instead."""
+    table = BanTable()
+    v4, v6 = ban("198.51.100.0/24"), ban("2001:db8:aa00::/40")
+    table._set(v4)
+    table._set(v6)
+    ident = ClientIdentifier(ClientIP.model_validate({}))
+    inside, outside = ident.from_header(b"198.51.100.77"), ident.from_header(b"198.51.101.1")
+    inside6 = ident.from_header(b"2001:db8:aa12::1")
+    assert inside is not None and outside is not None and inside6 is not None
+    assert inside.bits == 32 and inside6.bits == 128
+    assert table.lookup(inside, NOW) is v4
+    assert table.lookup(outside, NOW) is None
+    assert table.lookup(inside6, NOW) is v6
+    assert table.lookup(Client("2001:db8:aa12::1", "2001:db8:aa12::/64"), NOW) is v6
+    assert table.lookup(Client("unix", "unix"), NOW) is None
 
 
 def test_nested_networks_the_live_one_wins() -> None:

@@ -66,6 +66,28 @@ def test_ipv4_client_key_is_the_address() -> None:
     client = identifier().from_header(b" 203.0.113.7 ")
     assert client is not None
     assert (client.ip, client.key) == ("203.0.113.7", "203.0.113.7")
+    assert (client.bits, client.value) == (32, 0xCB007107)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ip"),
+    [
+        (b"0.0.0.0", "0.0.0.0"),
+        (b"255.255.255.255", "255.255.255.255"),
+        (b"::ffff:203.0.113.7", "203.0.113.7"),  # mapped: folded, text made anew
+        (b"2001:DB8:0:0::7", "2001:db8::7"),
+    ],
+)
+def test_client_text_is_canonical(raw: bytes, ip: str) -> None:
+    """IPv4 text is taken as it came once inet_pton accepted it: it must then be
+    the canonical form already, or the same client would get two keys."""
+    client = identifier(ipv6_prefix=128).from_header(raw)
+    assert client is not None and client.ip == client.key == ip
+
+
+@pytest.mark.parametrize("raw", [b"010.0.0.1", b"1.2.3", b"1.2.3.04", b"0x7f.0.0.1", b"+1.2.3.4"])
+def test_non_canonical_ipv4_text_is_refused(raw: bytes) -> None:
+    assert identifier().from_header(raw) is None
 
 
 @pytest.mark.parametrize(

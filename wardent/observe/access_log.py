@@ -19,7 +19,10 @@ import msgspec
 
 __all__ = ["AccessEntry", "AccessLog", "NullAccessLog", "open_access_log", "utc_timestamp"]
 
-FLUSH_SIZE = 1000
+# Each flush stops the loop while it encodes and writes: 1,000 lines held every
+# request behind them ~0.6 ms (p99 at half load, bench.py); 256 hold ~0.15 ms,
+# and a write() for 256 lines costs each line ~0.03 µs more than for 1,000.
+FLUSH_SIZE = 256
 FLUSH_INTERVAL = 0.5
 
 _log = logging.getLogger("wardent.access_log")

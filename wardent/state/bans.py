@@ -41,8 +41,6 @@ __all__ = [
 
 Source = Literal["auto", "operator"]
 
-_PARSED_CACHE_LIMIT = 65536
-
 
 @dataclass(frozen=True, slots=True)
 class Ban:
@@ -131,7 +129,7 @@ class BanTable:
     the table's single writer: nothing else may call them.
     """
 
-    __slots__ = ("_bans", "_net_bans", "_net_index", "_networks", "_parsed", "_v4", "_v6")
+    __slots__ = ("_bans", "_net_bans", "_net_index", "_networks", "_v4", "_v6")
 
     def __init__(self) -> None:
         self._bans: dict[str, Ban] = {}
@@ -142,7 +140,6 @@ class BanTable:
         self._v4: list[tuple[int, set[int]]] = []
         self._v6: list[tuple[int, set[int]]] = []
         self._networks = False
-        self._parsed: dict[str, tuple[int, int] | None] = {}
 
     # -- the request path ---------------------------------------------------
     def lookup(self, client: Client, now: float | None = None) -> Ban | None:
@@ -160,7 +157,7 @@ class BanTable:
             ban = bans.get(client.ip)
             if ban is None:
                 if self._networks:
-                    return self._in_networks(client.ip, time.time() if now is None else now)
+                    return self._in_networks(client, time.time() if now is None else now)
                 return None
         if now is None:
             now = time.time()
@@ -174,18 +171,16 @@ class BanTable:
             ban = self._bans.get(target)
             if ban is not None and ban.until > now:
                 return ban
-        return self._in_networks(client.ip, now) if self._networks else None
+        return self._in_networks(client, now) if self._networks else None
 
-    def _in_networks(self, ip: str, now: float) -> Ban | None:
-        parsed = self._parsed.get(ip, _UNPARSED)
-        if parsed is _UNPARSED:
-            parsed = parse_ip(ip)
-            if len(self._parsed) >= _PARSED_CACHE_LIMIT:
-                self._parsed.clear()
-            self._parsed[ip] = parsed
-        if parsed is None:
-            return None
-        bits, value = parsed
+    def _in_networks(self, client: Client, now: float) -> Ban | None:
+        bits, value = client.bits, client.value
+        if not bits:
+            # Made outside identify (the keeper, the admin API): parse its text.
+            parsed = parse_ip(client.ip)
+            if parsed is None:
+                return None
+            bits, value = parsed
         index = self._net_index
         for shift, prefixes in self._v4 if bits == 32 else self._v6:
             prefix = value >> shift
@@ -244,6 +239,3 @@ class BanTable:
         self._v4 = _PrefixSet(32, (n for n, _ in entries if n.version == 4)).by_length
         self._v6 = _PrefixSet(128, (n for n, _ in entries if n.version == 6)).by_length
         self._networks = bool(entries)
-
-
-_UNPARSED: Any = object()
