@@ -807,10 +807,12 @@ end
     )
 
 
-def lua_flood(limit: int, distinct: bool) -> str:
-    """`limit` requests, then FLOOD_DONE; with `distinct`, each from a new client IP."""
+def lua_flood(limit: int, distinct: bool, first_octet: int = 10) -> str:
+    """`limit` requests, then FLOOD_DONE; with `distinct`, each from a new client IP
+    (first_octet.x.y.z)."""
     return (
         f"""local limit = {limit}
+local first_octet = {first_octet}
 local distinct = {"true" if distinct else "false"}
 local sent = 0
 local answered = 0
@@ -820,7 +822,7 @@ function request()
   if distinct then
     local i = sent
     if i > limit then i = limit end
-    headers["CF-Connecting-IP"] = string.format("10.%d.%d.%d",
+    headers["CF-Connecting-IP"] = string.format("%d.%d.%d.%d", first_octet,
       math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
   end
   return wrk.format(nil, nil, headers)
@@ -1228,7 +1230,10 @@ class Bench:
 
     # flood ------------------------------------------------------------------
     def flood(self, wardent_peak: float) -> dict[str, Any]:
-        """N requests, one from each of N new client IPs, with a well-behaved client beside."""
+        """N requests, one from each of N new client IPs, with a well-behaved client beside;
+        and the control: the same N from one IP. In `plan.rounds` rounds, the order
+        alternating and every round's flood from IPs never seen before, so that the
+        comparison is between runs seconds apart (see `rounds`)."""
         stack = self.stack
         plan = self.plan
         wardent = stack.wardent
@@ -1246,10 +1251,11 @@ class Bench:
         def good_client() -> WrkResult:
             return self.wrk.run(url, plan.good_connections, good_seconds, good_script, good_headers)
 
-        def with_background(distinct: bool) -> tuple[WrkResult, WrkResult, float]:
+        def with_background(distinct: bool, first_octet: int) -> dict[str, Any]:
             stack.wait_quiet()
+            meter = NoiseMeter(stack, servers)
             headers = stack.headers(client_ip=None if distinct else CONTROL_IP)
-            script = self.wrk.script(lua_flood(count, distinct))
+            script = self.wrk.script(lua_flood(count, distinct, first_octet))
             cap = 120 if not plan.quick else 30
             cpu = wardent.cpu()
             background = self.wrk.start(url, plan.flood_connections, cap, script, headers)
@@ -1260,28 +1266,19 @@ class Bench:
                 background.kill()
                 background.wait()
                 raise
-            flood = self.wrk.finish_at(background, "FLOOD_DONE", cap + 60)
-            return flood, good, wardent.cpu() - cpu
-
-        servers = [wardent, stack.upstream]
-        noise: dict[str, dict[str, float] | None] = {}
-        stack.truncate_logs()
-        log(f"flood: the good client alone, {good_seconds} s")
-        stack.wait_quiet()
-        meter = NoiseMeter(stack, servers)
-        alone = good_client()
-        noise["alone"] = meter.read("the flood row's good client alone")
-        log(f"flood: control, {count:,} requests from one IP")
-        meter = NoiseMeter(stack, servers)
-        control, good_control, control_cpu = with_background(distinct=False)
-        noise["control"] = meter.read("the flood row's control")
-        stack.truncate_logs()
-        rss_before = wardent.rss()
-        log(f"flood: {count:,} requests from {count:,} distinct IPs")
-        meter = NoiseMeter(stack, servers)
-        flood, good_flood, flood_cpu = with_background(distinct=True)
-        noise["flood"] = meter.read("the flood")
-        rss_after = wardent.rss()
+            load = self.wrk.finish_at(background, "FLOOD_DONE", cap + 60)
+            cpu = wardent.cpu() - cpu
+            return {
+                "requests": load.requests,
+                "rps": round(load.rps, 1),
+                "p99_ms": load.ms("p99"),
+                "errors": load.errors,
+                "cpu_s_per_10k": round(cpu * 10_000 / load.requests, 4) if load.requests else 0.0,
+                "good_client": good_row(good),
+                "other_cpu_percent": meter.read(
+                    f"the flood row's {'flood' if distinct else 'control'}"
+                ),
+            }
 
         def good_row(result: WrkResult) -> dict[str, Any]:
             return {
@@ -1291,39 +1288,63 @@ class Bench:
                 "errors": result.errors,
             }
 
+        servers = [wardent, stack.upstream]
+        stack.truncate_logs()
+        log(f"flood: the good client alone, {good_seconds} s")
+        stack.wait_quiet()
+        meter = NoiseMeter(stack, servers)
+        alone = good_row(good_client())
+        alone_noise = meter.read("the flood row's good client alone")
+        rss_before = wardent.rss()
+        rounds: list[dict[str, Any]] = []
+        for index in range(plan.rounds):
+            order = (False, True) if index % 2 == 0 else (True, False)
+            found: dict[str, Any] = {}
+            for distinct in order:
+                what = (
+                    f"{count:,} requests from {count:,} distinct IPs"
+                    if distinct
+                    else (f"control, {count:,} requests from one IP")
+                )
+                log(f"flood: {what}, round {index + 1} of {plan.rounds}")
+                # 10.x.y.z in round 1, 11.x.y.z in round 2: every flood's IPs are new.
+                found["flood" if distinct else "control"] = with_background(distinct, 10 + index)
+            found["p99_flood_over_control"] = _ratio(
+                found["flood"]["good_client"]["p99_ms"], found["control"]["good_client"]["p99_ms"]
+            )
+            rounds.append(found)
+            stack.truncate_logs()
+        rss_after = wardent.rss()
+        each = [r["p99_flood_over_control"] for r in rounds]
+        median = _median_by(rounds, "p99_flood_over_control")
+        flood, control = median["flood"], median["control"]
         return {
             "distinct_ips": count,
+            "rounds": len(rounds),
             "connections": plan.flood_connections,
-            "flood": {
-                "requests": flood.requests,
-                "rps": round(flood.rps, 1),
-                "p99_ms": flood.ms("p99"),
-                "errors": flood.errors,
-                "cpu_s_per_10k": round(flood_cpu * 10_000 / flood.requests, 4)
-                if flood.requests
-                else 0.0,
-            },
-            "control": {
-                "requests": control.requests,
-                "rps": round(control.rps, 1),
-                "p99_ms": control.ms("p99"),
-                "errors": control.errors,
-                "cpu_s_per_10k": round(control_cpu * 10_000 / control.requests, 4)
-                if control.requests
-                else 0.0,
-            },
+            "flood": {k: v for k, v in flood.items() if k not in ("good_client",)},
+            "control": {k: v for k, v in control.items() if k not in ("good_client",)},
             "rss_before_mib": round(rss_before, 1),
             "rss_after_mib": round(rss_after, 1),
-            "other_cpu_percent": noise,
+            "other_cpu_percent": {
+                "alone": alone_noise,
+                **{
+                    f"{name}_{index + 1}": r[name]["other_cpu_percent"]
+                    for index, r in enumerate(rounds)
+                    for name in ("control", "flood")
+                },
+            },
             "good_client": {
                 "connections": plan.good_connections,
                 "offered_rps": plan.good_rate,
                 "seconds": good_seconds,
-                "alone": good_row(alone),
-                "beside_control": good_row(good_control),
-                "beside_flood": good_row(good_flood),
-                "p99_flood_over_alone": _ratio(good_flood.ms("p99"), alone.ms("p99")),
-                "p99_flood_over_control": _ratio(good_flood.ms("p99"), good_control.ms("p99")),
+                "alone": alone,
+                "beside_control": control["good_client"],
+                "beside_flood": flood["good_client"],
+                "p99_flood_over_alone": _ratio(flood["good_client"]["p99_ms"], alone["p99_ms"]),
+                # The median of the rounds' own ratios (the round shown above).
+                "p99_flood_over_control": _median(each),
+                "p99_flood_over_control_each_round": each,
             },
         }
 
@@ -1742,7 +1763,8 @@ def report(results: dict[str, Any]) -> str:
             f"\nFlood: {_num(flood['distinct_ips'])} requests, each from a new client IP, "
             f"{flood['connections']} connections, through Wardent; a well-behaved client "
             f"(one IP, {good['offered_rps']:.0f} req/s on {good['connections']} connections) "
-            "measured alongside"
+            f"measured alongside; {flood.get('rounds', 1)} interleaved rounds, each with new "
+            "IPs (the median round)"
         )
         out.append(
             _table(
@@ -1785,9 +1807,11 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
+        each_round = good.get("p99_flood_over_control_each_round", [])
         out.append(
             f"p99 beside the flood / alone: {good['p99_flood_over_alone']:.2f}; "
-            f"/ beside the same load from one IP: {good['p99_flood_over_control']:.2f}"
+            f"/ beside the same load from one IP: {good['p99_flood_over_control']:.2f} "
+            "(median of the rounds: " + ", ".join(f"{ratio:.2f}" for ratio in each_round) + ")"
         )
         noise = flood.get("other_cpu_percent") or {}
         if any(value is not None for value in noise.values()):
