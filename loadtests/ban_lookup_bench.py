@@ -13,7 +13,7 @@ import sys
 import time
 import timeit
 
-from wardent.identify import Client
+from wardent.identify import Client, parse_ip
 from wardent.state.bans import Ban, BanTable
 
 NUMBER = 1_000_000
@@ -40,6 +40,13 @@ def _network_table(count: int) -> BanTable:
     return table
 
 
+def client_of(ip: str, key: str) -> Client:
+    """A client as identify makes it: with its address as an integer (no parse per lookup)."""
+    parsed = parse_ip(ip)
+    assert parsed is not None
+    return Client(ip, key, *parsed)
+
+
 def measure(table: BanTable, client: Client, expect_ban: bool) -> float:
     lookup = table.lookup
     assert (lookup(client) is not None) == expect_ban
@@ -51,18 +58,18 @@ def main() -> int:
     empty = BanTable()
     auto = _auto_table(10_000)
     networks = _network_table(100)
-    clean = Client("203.0.113.7", "203.0.113.7")
-    clean_v6 = Client("2001:db9:1:2::7", "2001:db9:1:2::/64")
+    clean = client_of("203.0.113.7", "203.0.113.7")
+    clean_v6 = client_of("2001:db9:1:2::7", "2001:db9:1:2::/64")
     cases = [
         ("no ban, empty table", empty, clean, False),
         ("no ban, 10k automatic bans", auto, clean, False),
         ("no ban, IPv6 key, 10k automatic bans", auto, clean_v6, False),
-        ("exact hit on the key", auto, Client("10.0.1.2", "10.0.1.2"), True),
-        ("hit on the address (coarser key)", auto, Client("10.0.1.2", "10.0.1.0/24"), True),
+        ("exact hit on the key", auto, client_of("10.0.1.2", "10.0.1.2"), True),
+        ("hit on the address (coarser key)", auto, client_of("10.0.1.2", "10.0.1.0/24"), True),
         ("network path, miss (102 operator networks)", networks, clean, False),
         ("network path, IPv6 miss", networks, clean_v6, False),
-        ("network path, hit", networks, Client("198.51.100.9", "198.51.100.9"), True),
-        ("network path, IPv6 hit", networks, Client("2001:db8:5::1", "2001:db8:5::/64"), True),
+        ("network path, hit", networks, client_of("198.51.100.9", "198.51.100.9"), True),
+        ("network path, IPv6 hit", networks, client_of("2001:db8:5::1", "2001:db8:5::/64"), True),
     ]
     print(f"python {sys.version.split()[0]}, best of 5 x {NUMBER:,} lookups")
     for name, table, client, expect in cases:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from loadtests import bucket_bench
 from wardent.state.buckets import SHARDS, GcraLimiter
 
 
@@ -82,3 +83,31 @@ def test_remaining_and_reset_are_consistent(burst: int) -> None:
     first = limiter.decide("k", 0.0)
     assert first.remaining == burst - 1
     assert first.reset == 1  # 50 ms rounded up
+
+
+def test_a_full_shard_drops_its_least_recently_seen_eighth() -> None:
+    """Eviction comes in batches (one at a time cost O(cap) a key in CPython's
+    dicts): the oldest eighth of the shard goes, the recently seen stay."""
+    limiter = GcraLimiter(rate_per_second=1, burst=5, max_keys=SHARDS * 80)
+    shard_keys: dict[int, list[str]] = {}
+    index = 0
+    while len(shard_keys.get(0, [])) < 81:  # one more than shard 0 holds
+        key = f"k{index}"
+        shard_keys.setdefault(hash(key) % SHARDS, []).append(key)
+        index += 1
+    keys = shard_keys[0]
+    for key in keys[:80]:
+        limiter.decide(key, 0.0)
+    limiter.decide(keys[0], 0.0)  # seen again: now the most recent
+    limiter.decide(keys[80], 0.0)  # the shard is full: the oldest 10 go
+    shard = limiter.shards[0]
+    assert limiter.evicted == 10
+    assert list(shard) == [*keys[11:80], keys[0], keys[80]]
+
+
+def test_the_bucket_benchmark_runs() -> None:
+    """loadtests/bucket_bench.py works (its timings are not asserted: never timed tests)."""
+    found = bucket_bench.run(max_keys=SHARDS * 100)
+    assert found["evicted"] + found["kept"] == 3 * SHARDS * 100  # every key went in
+    assert SHARDS * 100 * 7 // 8 <= found["kept"] <= SHARDS * 100
+    assert found["below_us"] > 0 and found["full_us"] > 0
