@@ -1354,7 +1354,8 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _median(values: Sequence[float]) -> float:
-    return round(statistics.median(values), 3) if values else 0.0
+    """The lower middle value of an even count, as `_median_by` picks its row."""
+    return round(statistics.median_low(values), 3) if values else 0.0
 
 
 def _median_by(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -1768,7 +1769,14 @@ def report(results: dict[str, Any]) -> str:
         )
         out.append(
             _table(
-                ["", "req/s", "CPU s/10k req", "RSS before MiB", "RSS after MiB", "errors"],
+                [
+                    "",
+                    "req/s",
+                    "CPU s/10k req",
+                    "RSS before MiB",
+                    "RSS after all rounds MiB",
+                    "errors",
+                ],
                 [
                     [
                         "flood (distinct IPs)",
@@ -1825,8 +1833,9 @@ def report(results: dict[str, Any]) -> str:
     if disturbed:
         out.append(
             f"\nWarning: {len(disturbed)} of {len(noises)} measurements were "
-            "disturbed by other processes on the machine (other_cpu_percent in the "
-            "JSON): run again on a quiet machine."
+            "disturbed by other processes on the machine or by the host taking the "
+            "servers' core (steal) (other_cpu_percent in the JSON): run again on a "
+            "quiet machine."
         )
     return "\n".join(out)
 

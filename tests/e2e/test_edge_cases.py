@@ -138,6 +138,28 @@ async def test_rejected_body_gets_its_answer_not_a_reset(
             assert answer.startswith(b"HTTP/1.1 413 ")
 
 
+async def test_request_pipelined_behind_a_refused_body_is_dropped_quietly(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A refused request with a body, its body and a second request in one read: the
+    refusal arrives whole, the connection closes, and the second request is neither
+    answered nor an internal error (it was parsed after the close had begun)."""
+    with running_wardent(tmp_path, upstream.url, guards={"body_limit": {"max": "10B"}}) as wardent:
+        reader, writer = await asyncio.open_connection(wardent.host, wardent.port)
+        writer.write(
+            b"POST /echo/a HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n"
+            + b"x" * 20
+            + b"GET /echo/b HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        data = await asyncio.wait_for(reader.read(), 5)  # to EOF: it closes
+        writer.close()
+        log = wardent.output()
+    assert data.startswith(b"HTTP/1.1 413 "), data
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert "request callback failed" not in log, log
+    assert "Traceback" not in log, log
+
+
 async def test_stalled_request_body_is_answered_408(tmp_path: Path) -> None:
     async def wait_for_body(conn: FakeConnection) -> None:
         await conn.read_request()

@@ -378,6 +378,17 @@ def test_wardents_own_answer_keeps_the_connection_open(wardent: Wardent, path: s
         assert not wire.closed_by_server(timeout=0.3)
 
 
+def test_robots_txt_asked_with_an_upgrade_says_close_and_closes(wardent: Wardent) -> None:
+    """Wardent answers robots.txt itself; after an Upgrade request nothing is parsed,
+    so the answer must say it closes (a kept-open connection would hang)."""
+    with Wire(wardent) as wire:
+        wire.send(get("/robots.txt", "Connection: Upgrade", "Upgrade: websocket"))
+        response = wire.read_response()
+        assert response.status == 200
+        assert response.header("Connection") == "close", response.head
+        assert wire.closed_by_server()
+
+
 def test_rejected_upgrade_says_close_and_closes(wardent: Wardent) -> None:
     """After an Upgrade request nothing more is parsed: a refusal must say it closes."""
     with Wire(wardent) as wire:

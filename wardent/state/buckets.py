@@ -52,8 +52,9 @@ class GcraLimiter:
     def commit(self, shard: dict[str, float], key: str, new_tat: float) -> None:
         if key in shard:
             # Re-inserting moves the key to the end: a full shard evicts the least
-            # recently seen key, so a flood of new keys (each seen once) never
-            # pushes out a client that keeps coming back.
+            # recently seen keys, so a flood of new keys (each seen once) never
+            # pushes out a client that keeps coming back (at least once every
+            # 7/8 of a shard's cap of new keys in its shard).
             del shard[key]
         elif len(shard) >= self.cap:
             self._evict_oldest(shard)

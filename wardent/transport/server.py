@@ -71,6 +71,10 @@ _READS = frozenset({"GET", "HEAD"})
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 
 
+class _StopParsing(Exception):
+    """Raised inside a parser callback: the connection is closing, parse no further."""
+
+
 class _Refuse(Exception):
     """Raised inside a parser callback to refuse the request being parsed."""
 
@@ -176,6 +180,8 @@ class ClientConnection(asyncio.Protocol):
                 self.pause_reading(_PAUSE_UPGRADE)
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
+            if isinstance(cause, _StopParsing):
+                return  # closing: what followed the answered request is dropped
             if isinstance(cause, _Refuse):
                 self._refuse(cause.status, cause.reason)
             else:
@@ -279,6 +285,10 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks: the request as it is parsed ------------------
     def on_message_begin(self) -> None:
+        if self.parser is None:
+            # Answered and closing (a lingering close, a refusal): a request that
+            # came pipelined in the same read is not parsed, let alone answered.
+            raise _StopParsing
         ctx = RequestContext(self, time.perf_counter())
         self.parsing = ctx
         if self.current is None:
@@ -568,7 +578,10 @@ class ClientConnection(asyncio.Protocol):
             return
         ctx.status = 200
         ctx.response_started = True
-        close = ctx.close_after or not ctx.keep_alive or self.gw.stopping or ctx.has_body
+        # After an Upgrade request nothing more is parsed: say so, as _answer does.
+        close = (
+            ctx.close_after or not ctx.keep_alive or self.gw.stopping or ctx.has_body or ctx.upgrade
+        )
         ctx.close_after = close
         head = [
             status_line(200),
