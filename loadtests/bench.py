@@ -1040,8 +1040,14 @@ class Bench:
             log(f"warning: {name} {path} had errors: {result.errors}")
         return row
 
-    def rounds(self, what: str, run: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
-        """`plan.rounds` rounds of every target, the order reversed every other round.
+    def rounds(
+        self,
+        what: str,
+        run: Callable[[str, int], dict[str, Any]],
+        names: Sequence[str] = TARGETS,
+    ) -> list[dict[str, Any]]:
+        """`plan.rounds` rounds of `run(name, round index)` for every name (the
+        targets, by default), the order reversed every other round.
 
         A virtual machine's speed drifts by tens of percent within a minute (the
         host's other tenants; see steal time): one run of each target, one after the
@@ -1050,12 +1056,12 @@ class Bench:
         """
         out = []
         for index in range(self.plan.rounds):
-            order = TARGETS if index % 2 == 0 else tuple(reversed(TARGETS))
+            order = names if index % 2 == 0 else tuple(reversed(names))
             found: dict[str, Any] = {}
             for name in order:
                 log(f"{what}: {name}, round {index + 1} of {self.plan.rounds}")
-                found[name] = run(name)
-            out.append({name: found[name] for name in TARGETS})
+                found[name] = run(name, index)
+            out.append({name: found[name] for name in names})
         return out
 
     # main table -------------------------------------------------------------
@@ -1063,7 +1069,7 @@ class Bench:
         plan = self.plan
         rounds = self.rounds(
             f"main, {plan.connections} connections, {plan.duration} s",
-            lambda name: self.measure(
+            lambda name, _: self.measure(
                 name,
                 "/ok",
                 connections=plan.connections,
@@ -1107,7 +1113,7 @@ class Bench:
         script = self.wrk.script(lua_paced(offered))
         rounds = self.rounds(
             f"half load, ~{offered:,.0f} req/s offered, {plan.short} s",
-            lambda name: self.measure(
+            lambda name, _: self.measure(
                 name, "/ok", connections=connections, duration=plan.short, script=script
             ),
         )
@@ -1252,6 +1258,7 @@ class Bench:
             return self.wrk.run(url, plan.good_connections, good_seconds, good_script, good_headers)
 
         def with_background(distinct: bool, first_octet: int) -> dict[str, Any]:
+            stack.truncate_logs()
             stack.wait_quiet()
             meter = NoiseMeter(stack, servers)
             headers = stack.headers(client_ip=None if distinct else CONTROL_IP)
@@ -1296,24 +1303,17 @@ class Bench:
         alone = good_row(good_client())
         alone_noise = meter.read("the flood row's good client alone")
         rss_before = wardent.rss()
-        rounds: list[dict[str, Any]] = []
-        for index in range(plan.rounds):
-            order = (False, True) if index % 2 == 0 else (True, False)
-            found: dict[str, Any] = {}
-            for distinct in order:
-                what = (
-                    f"{count:,} requests from {count:,} distinct IPs"
-                    if distinct
-                    else (f"control, {count:,} requests from one IP")
-                )
-                log(f"flood: {what}, round {index + 1} of {plan.rounds}")
-                # 10.x.y.z in round 1, 11.x.y.z in round 2: every flood's IPs are new.
-                found["flood" if distinct else "control"] = with_background(distinct, 10 + index)
+        # The control is `count` requests from one IP; the flood, from `count` IPs:
+        # 10.x.y.z in round 1, 11.x.y.z in round 2, so every flood's IPs are new.
+        rounds = self.rounds(
+            f"flood, {count:,} requests",
+            lambda name, index: with_background(name == "flood", 10 + index),
+            names=("control", "flood"),
+        )
+        for found in rounds:
             found["p99_flood_over_control"] = _ratio(
                 found["flood"]["good_client"]["p99_ms"], found["control"]["good_client"]["p99_ms"]
             )
-            rounds.append(found)
-            stack.truncate_logs()
         rss_after = wardent.rss()
         each = [r["p99_flood_over_control"] for r in rounds]
         median = _median_by(rounds, "p99_flood_over_control")

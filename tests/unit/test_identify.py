@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from loadtests import new_client_bench
 from wardent.config.schema import ClientIP, Route
 from wardent.config.types import Match
 from wardent.identify import ClientIdentifier, RouteTable, normalise_path, parse_ip
@@ -170,3 +171,11 @@ def test_route_table_first_match_wins_and_default() -> None:
     assert table.match("GET", "/api/candles", "x").name == "api"
     assert table.match("GET", "/", "admin.example.com").name == "admin-host"
     assert table.match("GET", "/", "www.example.com").name == "default"
+
+
+def test_the_new_client_benchmark_runs() -> None:
+    """loadtests/new_client_bench.py works (its timings are not asserted)."""
+    found = new_client_bench.run(count=2000)
+    assert found["clients"] == 2000
+    assert found["banned"] == 0  # 10.0.0.0/8 is outside the benchmark's network bans
+    assert found["identify_us"] > 0 and found["ban_lookup_us"] > 0

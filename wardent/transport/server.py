@@ -578,11 +578,7 @@ class ClientConnection(asyncio.Protocol):
             return
         ctx.status = 200
         ctx.response_started = True
-        # After an Upgrade request nothing more is parsed: say so, as _answer does.
-        close = (
-            ctx.close_after or not ctx.keep_alive or self.gw.stopping or ctx.has_body or ctx.upgrade
-        )
-        ctx.close_after = close
+        close = ctx.close_after = self._own_answer_closes(ctx) or ctx.has_body
         head = [
             status_line(200),
             b"Content-Type: " + content_type + b"\r\n",
@@ -608,6 +604,20 @@ class ClientConnection(asyncio.Protocol):
             reason_header=guard.encode() if self.rt.debug_headers else None,
         )
 
+    def _own_answer_closes(self, ctx: RequestContext) -> bool:
+        """Whether an answer Wardent gives itself ends the connection, as it must say.
+
+        An unread body would be parsed as the next request, and after an Upgrade
+        request the parser stops: either way nothing more is read.
+        """
+        return (
+            ctx.close_after
+            or not ctx.keep_alive
+            or self.gw.stopping
+            or ctx.upgrade
+            or (ctx.has_body and not ctx.request_done)
+        )
+
     def _answer(
         self,
         ctx: RequestContext,
@@ -620,12 +630,7 @@ class ClientConnection(asyncio.Protocol):
         if ctx.response_started or self.transport is None:
             self._abort_client(ctx)
             return
-        if (ctx.has_body and not ctx.request_done) or ctx.upgrade:
-            # An unread body would be parsed as the next request; after an Upgrade
-            # request the parser stops: either way nothing more is read, so say so.
-            ctx.close_after = True
-        close = ctx.close_after or not ctx.keep_alive or self.gw.stopping
-        ctx.close_after = close
+        close = ctx.close_after = self._own_answer_closes(ctx)
         ctx.status = status
         ctx.response_started = True
         self._write(

@@ -133,8 +133,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         # The parser's callbacks are bound methods of this protocol: a cycle that
         # only the collector's full passes would free. Upstream connections churn
-        # (past max_idle, or the app closing idle ones), and ~10,000 dead ones at a
-        # time made 15-25 ms stalls (bench.py's sweep row, then a light client).
+        # (past max_idle, or the app closing idle ones): thousands of dead ones
+        # waited for a full collection, a stall of tens of ms (bench.py's sweep row).
         self.parser = _CLOSED_PARSER
         ctx = self.ctx
         if ctx is not None:
