@@ -265,22 +265,28 @@ def add_bans(gateway: Gateway, network: bool) -> None:
         table._set(Ban("192.0.2.0/24", now + 3600, "bench", "operator", now, 1))
 
 
-def chain_figures(
-    gateway: Gateway, harness: Harness, iterations: int, repeat: int
-) -> dict[str, Any]:
+def recorded_context(gateway: Gateway, harness: Harness) -> RequestContext:
+    """The RequestContext the transport fills for the browser's request, as the chain
+    sees it (the runtime's chain is rebuilt with the same guards afterwards)."""
     runtime = gateway.runtime
     guards = runtime.chain.guards
     recorder = Recorder()
     runtime.chain = GuardChain([*guards, Guard("recorder", recorder.check)])
     response = harness.exchange(BROWSER_REQUEST)
+    runtime.chain = GuardChain(guards)
     if _status(response) != 200 or recorder.last is None:
         raise SystemExit(
             "the browser request did not pass the guards: "
             f"{response[:200]!r} (reason {recorder.last and recorder.last.reason})"
         )
-    ctx = recorder.last
-    chain = GuardChain(guards)
-    runtime.chain = chain
+    return recorder.last
+
+
+def chain_figures(
+    gateway: Gateway, harness: Harness, iterations: int, repeat: int
+) -> dict[str, Any]:
+    ctx = recorded_context(gateway, harness)
+    chain = gateway.runtime.chain
     if chain.admit(ctx) is not None:
         raise SystemExit("the recorded request does not pass the chain")
     admit = chain.admit
