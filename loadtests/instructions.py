@@ -1,6 +1,6 @@
 """Instructions per request, counted by valgrind's callgrind: a figure noise cannot move.
 
-    python loadtests/instructions.py [--requests N] [--json OUT]
+    python loadtests/instructions.py [--requests N] [--json OUT] [--keep DIR]
 
 On this virtual machine the same binary's CPU time per request drifts by 30%
 within minutes (loadtests/README.md), so a change worth 2% of the hot path
@@ -144,8 +144,9 @@ def _valgrind() -> str:
     return found
 
 
-def count(requests: int) -> dict[str, Any]:
-    """Run the phases under callgrind and return instructions per request of each."""
+def count(requests: int, keep: Path | None = None) -> dict[str, Any]:
+    """Run the phases under callgrind and return instructions per request of each;
+    with `keep`, each phase's profile is copied there (for callgrind_annotate)."""
     valgrind = _valgrind()
     with tempfile.TemporaryDirectory(prefix="wardent-callgrind-") as directory:
         out = Path(directory) / "callgrind.out"
@@ -180,7 +181,11 @@ def count(requests: int) -> dict[str, Any]:
         for dump in dumps:
             found = _TOTALS.search(dump.read_text(errors="replace"))
             totals.append(int(found.group(1)) if found else 0)
-    phases: list[str] = child["phases"]
+        phases: list[str] = child["phases"]
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for name, dump in zip(phases, dumps, strict=False):
+                shutil.copyfile(dump, keep / f"{name}.callgrind")
     if len(totals) != len(phases) or not all(totals):
         raise InstructionsError(
             f"callgrind counted nothing inside {TOGGLE} ({len(totals)} profiles for "
@@ -219,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--requests", type=int, default=2000, help="requests a phase (2,000; ~1 min in all)"
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the figures here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each phase's profile there (`callgrind_annotate DIR/chain.callgrind`)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.requests < 1:
@@ -227,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(run_phases(args.requests)))
         return 0
     try:
-        results = count(args.requests)
+        results = count(args.requests, args.keep)
     except InstructionsError as error:
         print(f"instructions: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -15,6 +17,18 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
     matches = [s.value for s in samples if s.name == name and s.labels == labels]
     assert len(matches) == 1, (name, labels, samples)
     return matches[0]
+
+
+def test_histogram_puts_every_bound_and_its_neighbours_in_the_right_bucket() -> None:
+    for index, bound in enumerate(BUCKETS):
+        for value, expected in (
+            (math.nextafter(bound, 0.0), index),
+            (bound, index),  # le is <=
+            (math.nextafter(bound, math.inf), index + 1),
+        ):
+            histogram = Histogram()
+            histogram.observe(value)
+            assert histogram.counts[expected] == 1, (bound, value, histogram.counts)
 
 
 def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
