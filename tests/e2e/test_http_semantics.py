@@ -339,10 +339,14 @@ def test_http_10_without_keep_alive_is_closed(wardent: Wardent) -> None:
         assert wire.closed_by_server(), "an HTTP/1.0 request without keep-alive stays open"
 
 
-def test_http_10_client_gets_no_chunked_framing(wardent: Wardent) -> None:
-    """An HTTP/1.0 client cannot read chunked: a chunked upstream answer ends at close."""
+@pytest.mark.parametrize("connection", [None, "Connection: keep-alive"])
+def test_http_10_client_gets_no_chunked_framing(wardent: Wardent, connection: str | None) -> None:
+    """An HTTP/1.0 client cannot read chunked: a chunked upstream answer ends at close.
+    (Without a Connection header the version is read off keep-alive, with one it is
+    asked of the parser: both ways.)"""
+    headers = [connection] if connection else []
     with Wire(wardent) as wire:
-        wire.send(get("/big?n=100000", version="1.0"))
+        wire.send(get("/big?n=100000", *headers, version="1.0"))
         response = wire.read_response()
         assert response.status == 200
         assert response.header("Transfer-Encoding") is None, response.head
