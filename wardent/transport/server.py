@@ -88,6 +88,11 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.loop = gateway.loop
+        # The gateway's parts that never change, held here: an attribute of the
+        # (interpreted) Gateway is a dict lookup a time, several a request.
+        self.metrics = gateway.metrics
+        self.writes = gateway.writes
+        self.request_ids = gateway.request_ids
         self.rt: Runtime = gateway.runtime
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -122,7 +127,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer, self.peer_trusted = self.rt.identifier.peer(peer_ip)
         self.peer_ip = self.peer.ip
         self.gw.connections.add(self)
-        self.gw.metrics.connections_open += 1
+        self.metrics.connections_open += 1
         self._arm(self.rt.header_timeout, _HEADERS)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -134,10 +139,10 @@ class ClientConnection(asyncio.Protocol):
         self.parser = None
         self._disarm()
         self.gw.forget(self)
-        self.gw.metrics.connections_open -= 1
+        self.metrics.connections_open -= 1
         if self.splice is not None:
             upstream, self.splice = self.splice, None
-            self.gw.metrics.websocket_open -= 1
+            self.metrics.websocket_open -= 1
             upstream.abort()  # clears its ctx: splice_closed will not run for it
         ctx = self.current
         if ctx is not None and not ctx.done:
@@ -249,7 +254,7 @@ class ClientConnection(asyncio.Protocol):
     def _header_timeout(self) -> None:
         if self.current is None and not self.closed:
             started = self.parsing is not None
-            self.gw.metrics.count_bad_request("header_timeout")
+            self.metrics.count_bad_request("header_timeout")
             if started and self.transport is not None:
                 self._write(bare_response(408, close=True))
             self._close()
@@ -451,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
     # -- refusing bad HTTP ---------------------------------------------------
     def _refuse(self, status: int, reason: str) -> None:
         """Answer a request the parser or the proxy rules refused, then close."""
-        self.gw.metrics.count_bad_request(_BAD_REQUEST_LABEL.get(reason, "bad_header"))
+        self.metrics.count_bad_request(_BAD_REQUEST_LABEL.get(reason, "bad_header"))
         ctx = self.parsing
         self.parser = None
         self.parsing = None
@@ -471,9 +476,9 @@ class ClientConnection(asyncio.Protocol):
             self._cancel_upstream(ctx)
         else:
             self.current = ctx
-            self.gw.metrics.in_flight += 1
+            self.metrics.in_flight += 1
             ctx.client = self.peer
-            ctx.request_id = self.gw.request_ids.next()
+            ctx.request_id = self.request_ids.next()
         ctx.close_after = True
         ctx.reason = reason
         self._answer(ctx, status)
@@ -481,7 +486,7 @@ class ClientConnection(asyncio.Protocol):
     # -- identify and admit ---------------------------------------------
     def _dispatch(self, ctx: RequestContext) -> None:
         rt = self.rt = self.gw.runtime
-        self.gw.metrics.in_flight += 1
+        self.metrics.in_flight += 1
         self._identify(ctx, rt)
         ctx.path = normalise_path(ctx.target)
         if rt.robots_txt is not None and ctx.path == "/robots.txt" and ctx.method in _READS:
@@ -535,7 +540,7 @@ class ClientConnection(asyncio.Protocol):
             if raw is not None:
                 named = identifier.from_header(raw)
                 if named is None:
-                    self.gw.metrics.count_client_ip_malformed(rt.settings.client_ip.header.lower())
+                    self.metrics.count_client_ip_malformed(rt.settings.client_ip.header.lower())
                 else:
                     client = named
             elif identifier.forwarded_for:
@@ -543,7 +548,7 @@ class ClientConnection(asyncio.Protocol):
                 if raw is not None:
                     named = identifier.from_forwarded_for(raw)
                     if named is None:
-                        self.gw.metrics.count_client_ip_malformed("x-forwarded-for")
+                        self.metrics.count_client_ip_malformed("x-forwarded-for")
                     else:
                         client = named
         ctx.client = client
@@ -552,7 +557,7 @@ class ClientConnection(asyncio.Protocol):
             if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
                 ctx.request_id = incoming
         if not ctx.request_id:
-            ctx.request_id = self.gw.request_ids.next()
+            ctx.request_id = self.request_ids.next()
 
     def _body_too_large(self, ctx: RequestContext) -> None:
         """A chunked body passed the limit while streaming: cut it, abort the upstream."""
@@ -600,7 +605,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _reject(self, ctx: RequestContext, guard: str, rejection: Rejection) -> None:
         ctx.reason = f"{guard}:{rejection.reason}"
-        self.gw.metrics.count_rejection(guard, rejection.status)
+        self.metrics.count_rejection(guard, rejection.status)
         if ctx.has_body and not ctx.request_done:
             ctx.close_after = True  # the unread body would be parsed as the next request
         self._answer(
@@ -657,7 +662,7 @@ class ClientConnection(asyncio.Protocol):
         except UpstreamUnavailable as error:
             ctx.task = None
             if not ctx.done:
-                self.gw.metrics.count_upstream_error(error.kind)
+                self.metrics.count_upstream_error(error.kind)
                 ctx.reason = f"upstream:{error.kind}"
                 self._answer(ctx, error.status, retry_after=1 if error.status == 503 else None)
             return
@@ -704,33 +709,32 @@ class ClientConnection(asyncio.Protocol):
             # Fields the client's Connection header named are hop-by-hop too (rare).
             forward = [line for line in forward if line.split(b":", 1)[0].lower() not in tokens]
         parts = [ctx.method_raw, b" ", ctx.target, b" HTTP/1.1\r\n", *forward]
-        append = parts.append
         if ctx.upgrade:
-            append(b"Connection: upgrade\r\nUpgrade: ")
-            append(ctx.values.get(b"upgrade", b""))
-            append(b"\r\n")
+            parts.append(b"Connection: upgrade\r\nUpgrade: ")
+            parts.append(ctx.values.get(b"upgrade", b""))
+            parts.append(b"\r\n")
         if ctx.chunked:
-            append(b"Transfer-Encoding: chunked\r\n")
+            parts.append(b"Transfer-Encoding: chunked\r\n")
         assert ctx.client is not None
         ip = ctx.client.ip.encode()
-        append(b"X-Forwarded-For: ")
-        append(ip)
-        append(b"\r\nX-Real-IP: ")
-        append(ip)
+        parts.append(b"X-Forwarded-For: ")
+        parts.append(ip)
+        parts.append(b"\r\nX-Real-IP: ")
+        parts.append(ip)
         # The client-IP header too says who Wardent decided the client is: an
         # upstream reading it must never see a value spoofed by an untrusted peer.
-        append(rt.client_ip_line)
-        append(ip)
+        parts.append(rt.client_ip_line)
+        parts.append(ip)
         proto = ctx.values.get(b"x-forwarded-proto") if self.peer_trusted else None
-        append(b"\r\nX-Forwarded-Proto: ")
-        append(proto if proto is not None and proto in (b"https", b"http") else b"http")
+        parts.append(b"\r\nX-Forwarded-Proto: ")
+        parts.append(proto if proto is not None and proto in (b"https", b"http") else b"http")
         if ctx.host:
-            append(b"\r\nX-Forwarded-Host: ")
-            append(ctx.host)
-        append(b"\r\n")
-        append(rt.request_id_prefix)
-        append(ctx.request_id)
-        append(b"\r\n\r\n")
+            parts.append(b"\r\nX-Forwarded-Host: ")
+            parts.append(ctx.host)
+        parts.append(b"\r\n")
+        parts.append(rt.request_id_prefix)
+        parts.append(ctx.request_id)
+        parts.append(b"\r\n\r\n")
         return b"".join(parts)
 
     def _check_timeout(self, ctx: RequestContext, now: float) -> None:
@@ -757,10 +761,10 @@ class ClientConnection(asyncio.Protocol):
             return
         if status == 408:
             ctx.reason = "client_body_timeout"
-            self.gw.metrics.count_bad_request("body_timeout")
+            self.metrics.count_bad_request("body_timeout")
         else:
             ctx.reason = f"upstream:{kind}"
-            self.gw.metrics.count_upstream_error(kind)
+            self.metrics.count_upstream_error(kind)
         self._cancel_upstream(ctx)
         self._answer(ctx, status)
 
@@ -787,7 +791,7 @@ class ClientConnection(asyncio.Protocol):
     def flush(self) -> None:
         if self._out and not self.flush_queued:
             self.flush_queued = True
-            self.gw.writes.add(self)
+            self.writes.add(self)
 
     def flush_now(self) -> None:
         self.flush_queued = False
@@ -816,7 +820,6 @@ class ClientConnection(asyncio.Protocol):
             if len(_STATUS_LINES) < 256:
                 _STATUS_LINES[(status, phrase)] = first
         lines = [first]
-        append = lines.append
         upgrading = status == 101
         has_length = chunked = False
         drop: frozenset[bytes] = _NO_TOKENS
@@ -837,22 +840,21 @@ class ClientConnection(asyncio.Protocol):
                     continue
                 elif not (upgrading and kind == FIELD_UPGRADE):
                     continue  # hop-by-hop, or the request id we set ourselves
-            append(name + b": " + value + b"\r\n")
+            lines.append(name + b": " + value + b"\r\n")
         if drop:
             # Fields named by the upstream's Connection header are hop-by-hop too (rare).
             lines = [lines[0]] + [
                 line for line in lines[1:] if line.split(b":", 1)[0].lower() not in drop
             ]
-            append = lines.append
         if upgrading:
-            append(b"Connection: upgrade\r\n")
+            lines.append(b"Connection: upgrade\r\n")
             framing = _NO_BODY
         elif ctx.method == "HEAD" or status in (204, 304):
             framing = _NO_BODY
         elif has_length and not chunked:
             framing = _LENGTH
         elif ctx.http_11:
-            append(b"Transfer-Encoding: chunked\r\n")
+            lines.append(b"Transfer-Encoding: chunked\r\n")
             framing = _CHUNKED
         else:
             framing = _UNTIL_CLOSE
@@ -864,11 +866,11 @@ class ClientConnection(asyncio.Protocol):
         if not ctx.keep_alive or self.gw.stopping or (not ctx.request_done and not upgrading):
             ctx.close_after = True
         if ctx.close_after and not upgrading:
-            append(b"Connection: close\r\n")
+            lines.append(b"Connection: close\r\n")
         if ctx.response_headers is not None:
             for line in ctx.response_headers:
-                append(line + b"\r\n")
-        append(self.rt.request_id_prefix + ctx.request_id + b"\r\n\r\n")
+                lines.append(line + b"\r\n")
+        lines.append(self.rt.request_id_prefix + ctx.request_id + b"\r\n\r\n")
         self._out.append(b"".join(lines))
 
     def response_body(self, ctx: RequestContext, body: bytes) -> None:
@@ -910,7 +912,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             # Broke mid-response (a reset is never a clean end): the client must see a
             # broken response, not a short one.
-            self.gw.metrics.count_upstream_error("reset")
+            self.metrics.count_upstream_error("reset")
             ctx.reason = "upstream:reset"
             self._abort_client(ctx)
             return
@@ -924,7 +926,7 @@ class ClientConnection(asyncio.Protocol):
         ):
             # A pooled connection the upstream had closed while idle: once, on a fresh one.
             ctx.retried = True
-            self.gw.metrics.upstream_retries += 1
+            self.metrics.upstream_retries += 1
             ctx.task = self.loop.create_task(self._connect_and_send(ctx))
             return
         self.upstream_failed(ctx, upstream, "reset", "upstream closed the connection")
@@ -934,7 +936,7 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         if ctx.done:
             return
-        self.gw.metrics.count_upstream_error(kind)
+        self.metrics.count_upstream_error(kind)
         ctx.reason = f"upstream:{kind}"
         log.warning("upstream failed", extra={"kind": kind, "detail": detail})
         if ctx.upstream is upstream:
@@ -962,13 +964,13 @@ class ClientConnection(asyncio.Protocol):
         for data in ctx.upgrade_buffer:
             upstream.write(data)
         ctx.upgrade_buffer.clear()
-        self.gw.metrics.websocket_open += 1
+        self.metrics.websocket_open += 1
         self.resume_reading(_PAUSE_UPGRADE | _PAUSE_PIPELINE | _PAUSE_LAST)
 
     def splice_closed(self, ctx: RequestContext) -> None:
         """One side of a spliced connection closed: close the other, record the exchange."""
         self.splice = None
-        self.gw.metrics.websocket_open -= 1
+        self.metrics.websocket_open -= 1
         if self.transport is not None and not self.transport.is_closing():
             self.flush_now()
             if self.transport.can_write_eof():
@@ -994,7 +996,7 @@ class ClientConnection(asyncio.Protocol):
         self.resume_reading(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         self._disarm()
         gw = self.gw
-        record_exchange(gw.metrics, gw.access_log, ctx)
+        record_exchange(self.metrics, gw.access_log, ctx)
         if self.splice is not None and self.current is ctx and not self.closed:
             return  # a spliced exchange is recorded when the splice ends
         if self.current is not ctx:
