@@ -13,7 +13,8 @@ import logging
 import re
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
     from wardent.runtime import Runtime
 
 log = logging.getLogger("wardent.transport")
+
+# Final: compiled, a static, not `time` looked up then its attribute (~240
+# instructions a call, several calls a request; loadtests/instructions.py).
+_perf_counter: Final = time.perf_counter
 
 _WRITE_HIGH_WATER = 256 * 1024
 _BODY_BUFFER_LIMIT = 256 * 1024
@@ -88,6 +93,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.loop = gateway.loop
+        self.loop_time: Callable[[], float] = gateway.loop.time  # bound once: no lookup a call
         # The gateway's parts that never change, held here: an attribute of the
         # (interpreted) Gateway is a dict lookup a time, several a request.
         self.metrics = gateway.metrics
@@ -229,7 +235,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- timeouts: slowloris, keep-alive idle, upstream and body stalls ------
     def _arm(self, delay: float, waiting_for: int) -> None:
-        self.deadline = self.loop.time() + delay
+        self.deadline = self.loop_time() + delay
         self.waiting_for = waiting_for
 
     def _disarm(self) -> None:
@@ -294,7 +300,7 @@ class ClientConnection(asyncio.Protocol):
             # Answered and closing (a lingering close, a refusal): a request that
             # came pipelined in the same read is not parsed, let alone answered.
             raise _StopParsing
-        ctx = RequestContext(self, time.perf_counter())
+        ctx = RequestContext(self, _perf_counter())
         self.parsing = ctx
         if self.current is None:
             self._arm(self.rt.header_timeout, _HEADERS)
@@ -415,7 +421,7 @@ class ClientConnection(asyncio.Protocol):
         ctx = self.parsing
         assert ctx is not None
         ctx.bytes_in += len(body)
-        ctx.last_client_read = self.loop.time()
+        ctx.last_client_read = self.loop_time()
         if ctx.done:
             return  # answered already (rejected or failed): the rest is discarded
         if ctx.body_limit and ctx.bytes_in > ctx.body_limit:
@@ -468,7 +474,7 @@ class ClientConnection(asyncio.Protocol):
             self.pause_reading(_PAUSE_LAST)
             return
         if ctx is None:
-            ctx = RequestContext(self, time.perf_counter())
+            ctx = RequestContext(self, _perf_counter())
         if ctx.done:
             self._close()
             return
@@ -677,7 +683,7 @@ class ClientConnection(asyncio.Protocol):
         upstream.attach(ctx)
         if self.writing_paused:
             upstream.pause_reading()
-        ctx.upstream_start = time.perf_counter()
+        ctx.upstream_start = _perf_counter()
         upstream.write(self._request_head(ctx))
         if ctx.expect_continue and not ctx.bytes_in and self.transport is not None:
             # Answered by us once admitted: the upstream never sees Expect.
@@ -813,7 +819,7 @@ class ClientConnection(asyncio.Protocol):
             return
         ctx.status = status
         ctx.response_started = True
-        ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
+        ctx.upstream_duration = _perf_counter() - ctx.upstream_start
         first = _STATUS_LINES.get((status, phrase))
         if first is None:
             first = b"HTTP/1.1 %d " % status + phrase + b"\r\n"
@@ -888,7 +894,7 @@ class ClientConnection(asyncio.Protocol):
         if ctx.framing == _CHUNKED:
             self._out.append(LAST_CHUNK)
         ctx.upstream = None
-        ctx.upstream_duration = time.perf_counter() - ctx.upstream_start
+        ctx.upstream_duration = _perf_counter() - ctx.upstream_start
         self._disarm()
         if upstream.keep_alive and ctx.request_done and not upstream.closed:
             upstream.pool.release(upstream)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -41,6 +42,7 @@ class UpstreamConnection(asyncio.Protocol):
         "keep_alive",
         "last_active",
         "loop",
+        "loop_time",
         "out",
         "parser",
         "phrase",
@@ -56,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.loop = pool.loop
+        self.loop_time: Callable[[], float] = pool.loop.time  # bound once: no lookup a call
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.ctx: RequestContext | None = None
@@ -92,7 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection mean it is out of step: never reuse it.
             self.abort()
             return
-        self.last_active = self.loop.time()
+        self.last_active = self.loop_time()
         self.got_bytes = True
         client = ctx.conn
         try:
@@ -196,21 +199,21 @@ class UpstreamConnection(asyncio.Protocol):
         self.ctx = ctx
         self.status = 0
         self.got_bytes = False
-        self.last_active = self.loop.time()
+        self.last_active = self.loop_time()
 
     # Writes are held until every event of this loop iteration has been handled
     # (wardent/transport/write_batch.py), then sent with one writev.
     def write(self, data: bytes) -> None:
         out = self.out
         if not out:
-            self.last_active = self.loop.time()
+            self.last_active = self.loop_time()
             self.pool.writes.add(self)
         out.append(data)
 
     def writelines(self, data: list[bytes]) -> None:
         out = self.out
         if not out:
-            self.last_active = self.loop.time()
+            self.last_active = self.loop_time()
             self.pool.writes.add(self)
         out.extend(data)
 
@@ -364,7 +367,7 @@ class UpstreamPool:
         if self.closed or len(self.idle) >= self.max_idle:
             conn.abort()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = conn.loop_time()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
