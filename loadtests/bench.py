@@ -975,6 +975,9 @@ class Bench:
         self.plan = plan
         self.wrk = Wrk(stack)
         self.get_script = self.wrk.script(lua_get())
+        # Every wrk run's disturbance, rounds the report does not show included: a
+        # disturbed non-median round moved a median and a within-round ratio too.
+        self.noise_log: list[dict[str, Any]] = []
 
     def target(self, name: str) -> tuple[Server, Server | None]:
         """The server under test and, for a proxy, its upstream."""
@@ -1013,7 +1016,9 @@ class Bench:
         cpu = server.cpu() - cpu
         switches = preemptions(server.pids) - switches
         upstream_cpu = upstream.cpu() - upstream_cpu if upstream else 0.0
-        noise = meter.read(f"{name} {path}, {connections} connections")
+        what = f"{name} {path}, {connections} connections"
+        noise = meter.read(what)
+        self.noise_log.append({"what": what, "other_cpu_percent": noise})
         per_10k = 10_000 / result.requests if result.requests else 0.0
         row: dict[str, Any] = {
             "target": name,
@@ -1827,7 +1832,11 @@ def report(results: dict[str, Any]) -> str:
                 "Other CPU (servers' / load generator's core): "
                 + ", ".join(f"{phase} {_noise_text(value)}" for phase, value in noise.items())
             )
-    noises = [row.get("other_cpu_percent") for row in _measured_rows(results)]
+    logged = results.get("measurements")
+    if logged is not None:
+        noises = [entry.get("other_cpu_percent") for entry in logged]
+    else:  # a JSON written before every run was logged: the rows shown
+        noises = [row.get("other_cpu_percent") for row in _measured_rows(results)]
     noises += list((results.get("flood") or {}).get("other_cpu_percent", {}).values())
     disturbed = [noise for noise in noises if noisy(noise)]
     if disturbed:
@@ -1941,6 +1950,7 @@ def run(
             wardent_sse, _ = stack.start_wardent("wardent-sse", stack.sse.url)
             results["sse"] = bench.sse(wardent_sse)
             children.stop(wardent_sse.proc)
+        results["measurements"] = bench.noise_log
         results["meta"]["seconds"] = round(time.monotonic() - started, 1)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,16 @@ def test_bench_quick_mode_writes_every_row(tmp_path: Path) -> None:
     for noise in (main["rows"][name]["other_cpu_percent"] for name in TARGETS):
         assert noise is None or set(noise) == {"servers_core", "load_core", "servers_core_steal"}
 
+    # Every wrk run is logged with its disturbance, non-median rounds included: the
+    # main table and half load run each target once a round, the sweep and bodies once.
+    logged = data["measurements"]
+    rounds = data["meta"]["plan"]["rounds"]
+    expected = len(TARGETS) * (
+        2 * rounds + len(data["meta"]["plan"]["sweep"]) + 2 * len(data["meta"]["plan"]["bodies"])
+    )
+    assert len(logged) == expected, [entry["what"] for entry in logged]
+    assert all("other_cpu_percent" in entry and entry["what"] for entry in logged)
+
     half = data["half_load"]
     _positive(half, "offered_rps")
     assert len(half["added_p99_ms_each_round"]["wardent"]) == len(main["rounds"])
