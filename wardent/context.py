@@ -102,7 +102,7 @@ class RequestContext:
         self.request_done = False
         self.bytes_in = 0
         self.bytes_out = 0
-        self.last_client_read = conn.loop.time()
+        self.last_client_read = conn.loop_time()
         self.status = 0
         self.framing = 0
         self.until_close = False
