@@ -1832,11 +1832,7 @@ def report(results: dict[str, Any]) -> str:
                 "Other CPU (servers' / load generator's core): "
                 + ", ".join(f"{phase} {_noise_text(value)}" for phase, value in noise.items())
             )
-    logged = results.get("measurements")
-    if logged is not None:
-        noises = [entry.get("other_cpu_percent") for entry in logged]
-    else:  # a JSON written before every run was logged: the rows shown
-        noises = [row.get("other_cpu_percent") for row in _measured_rows(results)]
+    noises = [entry["other_cpu_percent"] for entry in results["measurements"]]
     noises += list((results.get("flood") or {}).get("other_cpu_percent", {}).values())
     disturbed = [noise for noise in noises if noisy(noise)]
     if disturbed:
@@ -1847,15 +1843,6 @@ def report(results: dict[str, Any]) -> str:
             "quiet machine."
         )
     return "\n".join(out)
-
-
-def _measured_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = list(results["main"]["rows"].values())
-    if "half_load" in results:
-        rows += results["half_load"]["rows"].values()
-    for entry in results.get("sweep", []) + results.get("bodies", []):
-        rows += [entry[name] for name in TARGETS]
-    return rows
 
 
 # -- main ----------------------------------------------------------------------------

@@ -19,18 +19,23 @@ from pathlib import Path
 
 import pytest
 
+from loadtests import instructions
 from tests.support.processes import ROOT
 
 COUNTER = ROOT / "loadtests" / "instructions.py"
 
 
-@pytest.mark.timeout(300)
-def test_instruction_counts_of_every_phase(tmp_path: Path) -> None:
+def _need_valgrind() -> None:
     if shutil.which("valgrind") is None:
         reason = "valgrind is not installed (scripts/test installs it as root)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true requires the instruction counter to run: {reason}")
         pytest.skip(reason)
+
+
+@pytest.mark.timeout(300)
+def test_instruction_counts_of_every_phase(tmp_path: Path) -> None:
+    _need_valgrind()
     out = tmp_path / "instructions.json"
     result = subprocess.run(
         [sys.executable, str(COUNTER), "--requests", "20", "--json", str(out)],
@@ -58,3 +63,13 @@ def test_instruction_counts_of_every_phase(tmp_path: Path) -> None:
     assert figures["browser_guards_off"] > figures["wrk_guards_off"], figures
     assert figures["chain"] < figures["browser_guards_on"], figures
     assert "instructions per request" in result.stdout
+
+
+@pytest.mark.timeout(300)
+def test_nothing_counted_is_an_error_that_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python whose binary lacks the symbol to count inside (Debian's stripped
+    python3) makes callgrind count nothing: a clear error, never a table of zeros."""
+    _need_valgrind()
+    monkeypatch.setattr(instructions, "TOGGLE", "no_such_function_anywhere")
+    with pytest.raises(instructions.InstructionsError, match="counted nothing inside"):
+        instructions.count(requests=1)

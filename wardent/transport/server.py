@@ -1001,8 +1001,7 @@ class ClientConnection(asyncio.Protocol):
         # upstream may be detached before it could say resume).
         self.resume_reading(_PAUSE_UPSTREAM | _PAUSE_BUFFER)
         self._disarm()
-        gw = self.gw
-        record_exchange(self.metrics, gw.access_log, ctx)
+        record_exchange(self.metrics, self.gw.access_log, ctx)
         if self.splice is not None and self.current is ctx and not self.closed:
             return  # a spliced exchange is recorded when the splice ends
         if self.current is not ctx:
