@@ -27,10 +27,11 @@ SSE client) on core 1, so generator and servers never fight over a core; a proxy
 and its upstream do share core 0, as they share a host in production.
 
 Rows: the main table (tiny response), half of Wardent's peak load (added
-latency), a concurrency sweep (1, 16, 64, 256 connections), bodies of 0 B, 64 KiB
-and 8 MiB down and up, SSE fan-out (1,000 streams, an event every 100 ms from a
-small SSE server) and an IP flood through Wardent (one request each from 100,000
-distinct client IPs, with a well-behaved client measured at the same time).
+latency; with nginx at half of its own peak as the control), a concurrency sweep
+(1, 16, 64, 256 connections), bodies of 0 B, 64 KiB and 8 MiB down and up, SSE
+fan-out (1,000 streams, an event every 100 ms from a small SSE server) and an IP
+flood through Wardent (one request each from 100,000 distinct client IPs, with a
+well-behaved client measured at the same time).
 
 CPU is read from /proc/PID/stat (utime + stime, all threads; for nginx the master
 and its worker) before and after each run: the proxy's own and, apart, the
@@ -1020,6 +1021,9 @@ class Bench:
         noise = meter.read(what)
         self.noise_log.append({"what": what, "other_cpu_percent": noise})
         per_10k = 10_000 / result.requests if result.requests else 0.0
+        # How busy the servers' core was with the proxy and its upstream: at a paced
+        # rate, what the tail latency follows (loadtests/README.md, "Half load").
+        busy = (cpu + upstream_cpu) / result.seconds * 100 if result.seconds else 0.0
         row: dict[str, Any] = {
             "target": name,
             "connections": connections,
@@ -1037,6 +1041,7 @@ class Bench:
             "cpu_s_per_10k": round(cpu * per_10k, 4),
             "upstream_cpu_s_per_10k": round(upstream_cpu * per_10k, 4) if upstream else None,
             "preempted_per_request": round(switches / result.requests, 3) if result.requests else 0,
+            "servers_core_busy_percent": round(busy, 1),
             "rss_mib": round(server.rss(), 1),
             "other_cpu_percent": noise,
         }
@@ -1110,23 +1115,37 @@ class Bench:
             },
         }
 
-    def half_load(self, wardent_peak: float) -> dict[str, Any]:
-        """Every target at half of Wardent's peak rate: what Wardent adds to p99 latency."""
+    def half_load(self, wardent_peak: float, nginx_peak: float) -> dict[str, Any]:
+        """Every target at half of Wardent's peak rate: what Wardent adds to p99 latency.
+
+        And the control: nginx at half of *its own* peak against the upstream at that
+        rate. wrk paces in whole milliseconds, so each millisecond's requests arrive
+        together and the added p99 follows how busy the servers' core is, which
+        "half of a proxy's own peak" fixes whatever the proxy's speed: the control
+        shows what that load costs a proxy written in C on this machine."""
         plan = self.plan
         connections = plan.connections
+
+        def paced(rate: float, names: Sequence[str]) -> list[dict[str, Any]]:
+            script = self.wrk.script(lua_paced(rate))
+            return self.rounds(
+                f"half load, ~{rate:,.0f} req/s offered, {plan.short} s",
+                lambda name, _: self.measure(
+                    name, "/ok", connections=connections, duration=plan.short, script=script
+                ),
+                names=names,
+            )
+
+        def added_p99(rounds: list[dict[str, Any]], name: str) -> list[float]:
+            return [round(r[name]["p99_ms"] - r["direct"]["p99_ms"], 3) for r in rounds]
+
         offered = max(wardent_peak / 2, 1.0)
-        script = self.wrk.script(lua_paced(offered))
-        rounds = self.rounds(
-            f"half load, ~{offered:,.0f} req/s offered, {plan.short} s",
-            lambda name, _: self.measure(
-                name, "/ok", connections=connections, duration=plan.short, script=script
-            ),
-        )
+        rounds = paced(offered, TARGETS)
         rows = {name: _median_by([r[name] for r in rounds], "p99_ms") for name in TARGETS}
-        added = {
-            name: [round(r[name]["p99_ms"] - r["direct"]["p99_ms"], 3) for r in rounds]
-            for name in ("nginx", "wardent")
-        }
+        added = {name: added_p99(rounds, name) for name in ("nginx", "wardent")}
+        control_offered = max(nginx_peak / 2, 1.0)
+        control = paced(control_offered, ("direct", "nginx"))
+        control_added = added_p99(control, "nginx")
         return {
             "offered_rps": round(offered, 1),
             "connections": connections,
@@ -1134,6 +1153,15 @@ class Bench:
             # Within each round (the direct run seconds apart), then the median round.
             "added_p99_ms_over_direct": {name: _median(each) for name, each in added.items()},
             "added_p99_ms_each_round": added,
+            "nginx_at_its_own_half_peak": {
+                "offered_rps": round(control_offered, 1),
+                "rows": {
+                    name: _median_by([r[name] for r in control], "p99_ms")
+                    for name in ("direct", "nginx")
+                },
+                "added_p99_ms_over_direct": _median(control_added),
+                "added_p99_ms_each_round": control_added,
+            },
         }
 
     def sweep(self) -> list[dict[str, Any]]:
@@ -1666,32 +1694,47 @@ def report(results: dict[str, Any]) -> str:
             f"\nHalf of Wardent's peak: ~{_num(half['offered_rps'])} req/s offered, "
             f"{half['connections']} connections"
         )
+        control = half["nginx_at_its_own_half_peak"]
         rows = []
+
+        def half_row(label: str, r: dict[str, Any], added: float | None) -> list[str]:
+            return [
+                label,
+                _num(r["rps"]),
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                f"{r['p999_ms']:.3f}",
+                "-" if added is None else f"{added:+.3f}",
+                f"{r['servers_core_busy_percent']:.0f}%",
+            ]
+
         for name in TARGETS:
-            r = half["rows"][name]
-            added = half["added_p99_ms_over_direct"].get(name)
             rows.append(
-                [
-                    _LABELS[name],
-                    _num(r["rps"]),
-                    f"{r['p50_ms']:.3f}",
-                    f"{r['p99_ms']:.3f}",
-                    f"{r['p999_ms']:.3f}",
-                    "-" if added is None else f"{added:+.3f}",
-                ]
+                half_row(
+                    _LABELS[name], half["rows"][name], half["added_p99_ms_over_direct"].get(name)
+                )
             )
+        rows.append(
+            half_row(
+                f"nginx at {_num(control['offered_rps'])}",
+                control["rows"]["nginx"],
+                control["added_p99_ms_over_direct"],
+            )
+        )
         out.append(
             _table(
-                ["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "added p99 ms"],
+                ["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "added p99 ms", "core busy"],
                 rows,
             )
         )
-        each = half.get("added_p99_ms_each_round", {}).get("wardent", [])
+        each = half["added_p99_ms_each_round"]["wardent"]
         out.append(
-            "(Each target's median round; added p99: the median of Wardent's p99 less the "
-            "direct upstream's within each round"
-            + (": " + ", ".join(f"{value:+.2f}" for value in each) + " ms" if each else "")
-            + ")"
+            "(Each target's median round; added p99: the median of the target's p99 less the "
+            "direct upstream's within each round, Wardent's: "
+            + ", ".join(f"{value:+.2f}" for value in each)
+            + " ms. Last row, the control: nginx at half of its own peak, "
+            + ", ".join(f"{value:+.2f}" for value in control["added_p99_ms_each_round"])
+            + " ms. Core busy: the servers' core's time used by the target and its upstream.)"
         )
 
     sweep = results.get("sweep")
@@ -1925,7 +1968,7 @@ def run(
         results["main"] = bench.main_table()
         peak = results["main"]["rows"]["wardent"]["rps"]
         if "half" in rows:
-            results["half_load"] = bench.half_load(peak)
+            results["half_load"] = bench.half_load(peak, results["main"]["rows"]["nginx"]["rps"])
         if "sweep" in rows:
             results["sweep"] = bench.sweep()
         if "bodies" in rows:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -88,9 +89,15 @@ def test_bench_quick_mode_writes_every_row(tmp_path: Path) -> None:
     # main table and half load run each target once a round, the sweep and bodies once.
     logged = data["measurements"]
     rounds = data["meta"]["plan"]["rounds"]
-    expected = len(TARGETS) * (
-        2 * rounds + len(data["meta"]["plan"]["sweep"]) + 2 * len(data["meta"]["plan"]["bodies"])
-    )
+    expected = (
+        len(TARGETS)
+        * (
+            2 * rounds
+            + len(data["meta"]["plan"]["sweep"])
+            + 2 * len(data["meta"]["plan"]["bodies"])
+        )
+        + 2 * rounds
+    )  # the half-load control: direct and nginx at half of nginx's peak
     assert len(logged) == expected, [entry["what"] for entry in logged]
     assert all("other_cpu_percent" in entry and entry["what"] for entry in logged)
 
@@ -99,6 +106,15 @@ def test_bench_quick_mode_writes_every_row(tmp_path: Path) -> None:
     assert len(half["added_p99_ms_each_round"]["wardent"]) == len(main["rounds"])
     for name in TARGETS:
         _wrk_row(half["rows"][name])
+        assert 0 < half["rows"][name]["servers_core_busy_percent"] <= 110, half["rows"][name]
+    control = half["nginx_at_its_own_half_peak"]
+    assert control["offered_rps"] == pytest.approx(main["rows"]["nginx"]["rps"] / 2, abs=0.1)
+    assert len(control["added_p99_ms_each_round"]) == len(main["rounds"])
+    assert control["added_p99_ms_over_direct"] == round(
+        statistics.median_low(control["added_p99_ms_each_round"]), 3
+    )
+    for name in ("direct", "nginx"):
+        _wrk_row(control["rows"][name])
 
     assert [entry["connections"] for entry in data["sweep"]] == data["meta"]["plan"]["sweep"]
     for entry in data["sweep"]:
