@@ -1022,7 +1022,8 @@ class Bench:
         self.noise_log.append({"what": what, "other_cpu_percent": noise})
         per_10k = 10_000 / result.requests if result.requests else 0.0
         # How busy the servers' core was with the proxy and its upstream: at a paced
-        # rate, what the tail latency follows (loadtests/README.md, "Half load").
+        # rate, what the tail latency follows (loadtests/README.md, "What the
+        # half-load p99 is made of").
         busy = (cpu + upstream_cpu) / result.seconds * 100 if result.seconds else 0.0
         row: dict[str, Any] = {
             "target": name,
