@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from wardent.context import RequestContext
 
 _WRITE_HIGH_WATER = 256 * 1024
+# A response whose head is still unfinished after this many bytes is refused
+# (nginx: "upstream sent too big header"): llhttp sets no bound, and the fields
+# are held until the head ends.
+MAX_RESPONSE_HEAD = 64 * 1024
 
 
 class UpstreamUnavailable(Exception):
@@ -37,6 +41,8 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "ctx",
         "got_bytes",
+        "head_bytes",
+        "head_done",
         "headers",
         "idle_since",
         "keep_alive",
@@ -64,6 +70,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.ctx: RequestContext | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.phrase = b""
+        # Bytes read before the final response's head ended (counted a read, not a field).
+        self.head_bytes = 0
+        self.head_done = False
         self.status = 0
         self.keep_alive = True
         self.skip_body = False
@@ -98,6 +107,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_active = self.loop_time()
         self.got_bytes = True
         client = ctx.conn
+        if not self.head_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -118,6 +129,11 @@ class UpstreamConnection(asyncio.Protocol):
                 # Garbage after a finished response: this connection is out of step,
                 # never reuse it (it may already sit in the idle pool).
                 self.abort()
+            return
+        if not self.head_done and self.head_bytes > MAX_RESPONSE_HEAD and self.ctx is ctx:
+            client.upstream_failed(
+                ctx, self, "protocol", f"response head unfinished after {MAX_RESPONSE_HEAD} bytes"
+            )
             return
         client.flush()
         if self.skip_body:
@@ -176,6 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
         ctx = self.ctx
         if ctx is None or (status == 101 and not ctx.upgrade):
             return  # an unasked-for 101 fails in data_received, before any byte is relayed
+        self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
         ctx.conn.response_head(ctx, self, status, self.phrase, self.headers)
         if ctx.method == "HEAD":
@@ -197,6 +214,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- used by the client side ------------------------------------------
     def attach(self, ctx: RequestContext) -> None:
         self.ctx = ctx
+        self.head_bytes = 0
+        self.head_done = False
         self.status = 0
         self.got_bytes = False
         self.last_active = self.loop_time()
