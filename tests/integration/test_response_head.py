@@ -116,7 +116,7 @@ async def test_a_head_without_fields_and_an_http_10_status_line(
     assert body == b"abc"
 
 
-async def test_a_chunked_body_is_reframed_and_a_close_delimited_one_chunked(
+async def test_a_chunked_body_is_reframed_once(
     relay: tuple[Scripted, Gateway],
 ) -> None:
     lines, body = await relayed(
