@@ -167,3 +167,20 @@ async def test_a_head_that_never_ends_is_refused(relay: tuple[Scripted, Gateway]
     _, gateway = relay
     metrics = gateway.render_metrics().decode()
     assert 'wardent_upstream_errors_total{kind="protocol"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"identity"])
+async def test_a_transfer_coding_other_than_chunked_is_refused(
+    relay: tuple[Scripted, Gateway], coding: bytes
+) -> None:
+    """Re-framing drops Transfer-Encoding: any coding but chunked would reach the
+    client undone and unannounced, so, as nginx does, the response is a 502."""
+    body = b"3\r\nabc\r\n0\r\n\r\n" if coding.endswith(b"chunked") else b"abc"
+    lines, rest = await relayed(
+        relay, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + coding + b"\r\n\r\n" + body
+    )
+    assert lines[0].startswith(b"HTTP/1.1 502 "), lines
+    assert b"abc" not in rest
+    _, gateway = relay
+    metrics = gateway.render_metrics().decode()
+    assert 'wardent_upstream_errors_total{kind="protocol"} 1.0' in metrics

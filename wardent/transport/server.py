@@ -38,7 +38,11 @@ from wardent.transport.http import (
     connection_tokens,
     status_line,
 )
-from wardent.transport.upstream import UpstreamConnection, UpstreamUnavailable
+from wardent.transport.upstream import (
+    BadUpstreamResponse,
+    UpstreamConnection,
+    UpstreamUnavailable,
+)
 
 if TYPE_CHECKING:
     from wardent.gateway import Gateway
@@ -817,8 +821,6 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         if ctx.done or self.transport is None:
             return
-        ctx.status = status
-        ctx.response_started = True
         ctx.upstream_duration = _perf_counter() - ctx.upstream_start
         first = _STATUS_LINES.get((status, phrase))
         if first is None:
@@ -842,11 +844,17 @@ class ClientConnection(asyncio.Protocol):
                     drop = _connection_tokens(value)
                     continue
                 elif kind == FIELD_ENCODING:
+                    if value.strip().lower() != b"chunked":
+                        # As nginx: any other coding would reach the client undone,
+                        # its header gone (re-framing drops it).
+                        raise BadUpstreamResponse(f"unsupported Transfer-Encoding {value!r}")
                     chunked = True
                     continue
                 elif not (upgrading and kind == FIELD_UPGRADE):
                     continue  # hop-by-hop, or the request id we set ourselves
             lines.append(name + b": " + value + b"\r\n")
+        ctx.status = status
+        ctx.response_started = True
         if drop:
             # Fields named by the upstream's Connection header are hop-by-hop too (rare).
             lines = [lines[0]] + [

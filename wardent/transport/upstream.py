@@ -27,6 +27,10 @@ _WRITE_HIGH_WATER = 256 * 1024
 MAX_RESPONSE_HEAD = 64 * 1024
 
 
+class BadUpstreamResponse(Exception):
+    """Raised in a parser callback: a response llhttp took that Wardent cannot relay."""
+
+
 class UpstreamUnavailable(Exception):
     """The upstream could not be reached; `kind` is the metrics label and `status` the answer."""
 
@@ -124,7 +128,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         except httptools.HttpParserError as error:
             if self.ctx is ctx:
-                client.upstream_failed(ctx, self, "protocol", f"bad response: {error}")
+                cause = error.__context__
+                detail = cause if isinstance(cause, BadUpstreamResponse) else error
+                client.upstream_failed(ctx, self, "protocol", f"bad response: {detail}")
             else:
                 # Garbage after a finished response: this connection is out of step,
                 # never reuse it (it may already sit in the idle pool).
