@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from loadtests import new_client_bench
 from wardent.config.schema import ClientIP, Route
 from wardent.config.types import Match
+from wardent.identify import _CACHE_LIMIT as CACHE_LIMIT
 from wardent.identify import ClientIdentifier, RouteTable, normalise_path, parse_ip
 
 
@@ -130,7 +133,44 @@ def test_forwarded_for_with_garbage_hop_is_malformed() -> None:
 def test_results_are_cached_by_raw_bytes() -> None:
     ident = identifier()
     first = ident.from_header(b"203.0.113.9")
-    assert ident.from_header(b"203.0.113.9") is first
+    assert first is not None
+    assert list(ident._values) == [b"203.0.113.9"]
+    again = ident.from_header(b"203.0.113.9")
+    assert again is not None
+    assert (again.ip, again.key, again.bits, again.value) == (
+        first.ip,
+        first.key,
+        first.bits,
+        first.value,
+    )
+    assert ident.from_header(b"not an ip") is None
+    assert ident.from_header(b"not an ip") is None  # a malformed value is cached too
+    assert len(ident._values) == 2
+
+
+def test_cached_results_leave_the_garbage_collector_nothing_to_walk() -> None:
+    """A flood of new IPs fills the cache: what it holds must not be tracked by
+    the collector, or every cached entry is walked by each full collection."""
+    ident = identifier()
+    ident.from_header(b"203.0.113.9")
+    ident.from_forwarded_for(b"198.51.100.7, 10.0.0.1")
+    ident.from_header(b"nope")
+    gc.collect()
+    for cache in (ident._values, ident._xff):
+        for parsed in cache.values():
+            assert not gc.is_tracked(parsed), parsed
+
+
+def test_a_full_cache_drops_its_oldest_eighth() -> None:
+    ident = identifier()
+    for index in range(CACHE_LIMIT):
+        ident.from_header(b"10.%d.%d.%d" % (index >> 16, (index >> 8) & 255, index & 255))
+    assert len(ident._values) == CACHE_LIMIT
+    ident.from_header(b"203.0.113.9")
+    assert len(ident._values) == CACHE_LIMIT - CACHE_LIMIT // 8 + 1
+    assert b"10.0.0.0" not in ident._values  # the oldest went
+    assert b"10.0.255.255" in ident._values  # a newer one stayed
+    assert b"203.0.113.9" in ident._values
 
 
 def test_parse_ip() -> None:
