@@ -158,6 +158,27 @@ async def test_a_head_split_across_reads(relay: tuple[Scripted, Gateway]) -> Non
     assert body == b"body"
 
 
+async def test_the_bound_is_each_head_s_and_near_it_a_head_passes(
+    relay: tuple[Scripted, Gateway],
+) -> None:
+    """~40 KB of 103 Early Hints, then a ~60 KB final head, in several reads: no one
+    head reaches MAX_RESPONSE_HEAD, so the response is relayed (twice, over the same
+    pooled connection: the count starts again with each exchange)."""
+    hint = b"Link: </" + b"a" * 9000 + b">; rel=preload\r\n"
+    field = b"X-Big: " + b"y" * 9000 + b"\r\n"
+    for _ in range(2):
+        lines, body = await relayed(
+            relay,
+            b"HTTP/1.1 103 Early Hints\r\n" + hint * 4 + b"\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",
+            *[field] * 6,
+            b"\r\nok",
+        )
+        assert lines[0] == b"HTTP/1.1 200 OK", lines[0]
+        assert len([line for line in lines if line.startswith(b"X-Big:")]) == 6
+        assert body == b"ok"
+
+
 async def test_a_head_that_never_ends_is_refused(relay: tuple[Scripted, Gateway]) -> None:
     field = b"X-Big: " + b"y" * 8000 + b"\r\n"
     lines, _ = await relayed(

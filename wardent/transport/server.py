@@ -821,7 +821,6 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         if ctx.done or self.transport is None:
             return
-        ctx.upstream_duration = _perf_counter() - ctx.upstream_start
         first = _STATUS_LINES.get((status, phrase))
         if first is None:
             first = b"HTTP/1.1 %d " % status + phrase + b"\r\n"
@@ -855,6 +854,7 @@ class ClientConnection(asyncio.Protocol):
             lines.append(name + b": " + value + b"\r\n")
         ctx.status = status
         ctx.response_started = True
+        ctx.upstream_duration = _perf_counter() - ctx.upstream_start
         if drop:
             # Fields named by the upstream's Connection header are hop-by-hop too (rare).
             lines = [lines[0]] + [

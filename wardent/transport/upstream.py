@@ -194,6 +194,7 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         self.status = status
         if 100 <= status < 200 and status != 101:
+            self.head_bytes = 0  # the bound is a head's, and this one ended
             return  # interim responses (100, 103) are not relayed
         ctx = self.ctx
         if ctx is None or (status == 101 and not ctx.upgrade):
