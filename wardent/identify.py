@@ -96,11 +96,10 @@ class ClientIdentifier:
         self._peers: dict[str, tuple[Client, bool]] = {}
         # Header values parsed before, as plain tuples (ip, key, bits, value), not
         # Clients: the collector untracks a tuple of strs and ints at its first
-        # young pass, where a Client, a compiled class, stays tracked. A flood of
-        # new IPs filled the cache with Clients that survived into the oldest
-        # generation: 200 young, 19 middle and 1-2 full passes each 100,000
-        # requests (2-5 young ones from a single IP), the full ones walking every
-        # cached Client while requests waited.
+        # young pass, where a Client, a compiled class, stays tracked. Cached
+        # Clients from a flood of new IPs aged into the oldest generation, and
+        # every full collection walked them while requests waited
+        # (loadtests/README.md, "That morning").
         self._values: dict[bytes, _Parsed] = {}
         self._xff: dict[bytes, _Parsed] = {}
         self.unix_client = Client("unix", "unix")
